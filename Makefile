@@ -1,0 +1,48 @@
+# Moodscape — two commands on a fresh machine: `make run` and `make test`.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.moodscape-installed
+HOST ?= 127.0.0.1
+PORT ?= 8000
+UI_PORT ?= 3000
+
+export MOODSCAPE_HOME ?= $(CURDIR)/.moodscape
+export DAGSTER_HOME ?= $(MOODSCAPE_HOME)/dagster
+export NUMBA_CACHE_DIR ?= $(MOODSCAPE_HOME)/numba_cache
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: install materialize serve run ui test clean-store
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml requirements.lock scripts/install_system_deps.sh
+	bash scripts/install_system_deps.sh
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c requirements.lock -e '.[dev]'
+	touch $(STAMP)
+
+$(DAGSTER_HOME)/dagster.yaml: dagster.yaml
+	mkdir -p $(DAGSTER_HOME)
+	cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
+
+materialize: install $(DAGSTER_HOME)/dagster.yaml
+	$(VENV)/bin/moodscape materialize
+
+serve: install
+	$(VENV)/bin/moodscape serve --host $(HOST) --port $(PORT)
+
+run: materialize
+	$(VENV)/bin/moodscape serve --host $(HOST) --port $(PORT)
+
+ui: install $(DAGSTER_HOME)/dagster.yaml
+	$(VENV)/bin/dagster dev -w workspace.yaml -h $(HOST) -p $(UI_PORT)
+
+test: install
+	$(VENV)/bin/python -m pytest -q -p no:cacheprovider
+
+clean-store:
+	rm -rf $(MOODSCAPE_HOME)/store

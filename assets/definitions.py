@@ -1,0 +1,32 @@
+"""The one Dagster ``Definitions`` of Moodscape (``dagster dev -w workspace.yaml``)."""
+
+from dagster import (
+    AssetSelection, DefaultScheduleStatus, Definitions, ScheduleDefinition, define_asset_job,
+    load_asset_checks_from_modules, load_assets_from_modules,
+)
+
+from assets import enrich, heal, index, mood, publish
+from assets.settings import MoodscapeSettings
+
+ASSET_MODULES = [heal, enrich, mood, index, publish]
+
+all_assets = load_assets_from_modules(ASSET_MODULES)
+all_checks = load_asset_checks_from_modules(ASSET_MODULES)
+
+everything_job = define_asset_job("materialize_everything", selection=AssetSelection.all(), description="Build every artifact and publish a new store version.")
+heal_job = define_asset_job("heal", selection=AssetSelection.groups("ingest", "heal"), description="Ingest, check links, filter non-music, impute metadata.")
+link_recheck_job = define_asset_job("recheck_links", selection=AssetSelection.assets("track_link_status"), description="Re-check the stalest links within the per-run budget.")
+
+link_recheck_schedule = ScheduleDefinition(
+    name="link_recheck_daily", job=link_recheck_job, cron_schedule="0 3 * * *",
+    default_status=DefaultScheduleStatus.STOPPED,
+    description="Daily re-check of the stalest permalinks (bounded by the link-check budget).",
+)
+
+defs = Definitions(
+    assets=all_assets,
+    asset_checks=all_checks,
+    jobs=[everything_job, heal_job, link_recheck_job],
+    schedules=[link_recheck_schedule],
+    resources={"settings": MoodscapeSettings()},
+)

@@ -1,0 +1,65 @@
+"""Build an evaluation store from a CORPUS with the same asset code the pipeline uses.
+
+The corpus-dependent assets are materialized in-process into a scratch ``MOODSCAPE_HOME``; the
+trained models (query mood, audio mood) are taken from the main store when it has them, so
+nothing is fitted during an evaluation (and never to its labels, which this module never sees).
+"""
+
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import polars as pl
+from dagster import materialize
+
+from assets.definitions import all_assets, all_checks
+from assets.settings import MoodscapeSettings
+from pipelines import store
+
+MODEL_ASSETS = {"emopia_audio", "query_mood_model", "audio_mood_model"}
+MODEL_FILES = ("query_mood", "audio_mood")
+
+
+@contextmanager
+def home_at(path: Path) -> Iterator[Path]:
+    """Temporarily point ``MOODSCAPE_HOME`` at ``path``."""
+    old = os.environ.get("MOODSCAPE_HOME")
+    os.environ["MOODSCAPE_HOME"] = str(path)
+    try:
+        yield path
+    finally:
+        if old is None:
+            os.environ.pop("MOODSCAPE_HOME", None)
+        else:
+            os.environ["MOODSCAPE_HOME"] = old
+
+
+def build_store_from_corpus(*, corpus: pl.DataFrame, workdir: Path, offline: bool, workers: int = 2,
+                            source_home: Path | None = None, emopia_limit: int | None = None) -> Path:
+    """Materialize a store for ``corpus`` under ``workdir`` and return the published version folder."""
+    source_home = source_home or store.home()
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    crawl_file = workdir / "corpus.parquet"
+    corpus.write_parquet(crawl_file)
+    with home_at(workdir / "home"):
+        have_models = all((source_home / "store" / "models" / f"{m}.joblib").exists() for m in MODEL_FILES)
+        if have_models:
+            for m in MODEL_FILES:
+                target = store.model_path(m)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(source_home / "store" / "models" / f"{m}.joblib", target)
+            selected = [a for a in all_assets if not (set(k.to_user_string() for k in a.keys) & MODEL_ASSETS)]
+        else:
+            print(f"no trained models under {source_home}: training them from the open data first", flush=True)
+            selected = list(all_assets)
+        settings = MoodscapeSettings(crawl=str(crawl_file), offline=offline, workers=workers, emopia_limit=emopia_limit, progress=True)
+        result = materialize([*selected, *all_checks], resources={"settings": settings}, raise_on_error=True)
+        if not result.success:
+            raise RuntimeError("evaluation store build failed")
+        folder = store.current_version_dir()
+        if folder is None:
+            raise RuntimeError("evaluation store has no published version")
+        return folder

@@ -1,0 +1,174 @@
+"""Heal the crawl: render the demo's MIDI, ingest with quarantine, check links, extract audio, filter music."""
+
+import math
+
+import polars as pl
+from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
+
+from assets.common import counts_md, load, null_rates, value_counts
+from assets.settings import MoodscapeSettings
+from pipelines import schema as S
+from pipelines.audio import FEATURE_COLUMNS, extract_many
+from pipelines.audiocache import extract_with_cache
+from pipelines.democorpus import build_demo_crawl, emopia_midi_items
+from pipelines.ingest import ingest, ingest_frame
+from pipelines.linkcheck import LinkCheckConfig, check_links
+from pipelines.linkstatus import current_status, empty_history, plan_checks
+from pipelines.musicfilter import classify_music
+from pipelines.render import render_many
+from pipelines.store import DATA_DIR, audio_dir, read_table, table_path, write_table
+
+CRAWL_QUALITY_COLUMNS = [S.TITLE, S.ARTIST, S.YEAR, S.GENRE, S.TAGS, S.DESCRIPTION, S.PLAYBACK_COUNT, S.PERMALINK_URL]
+
+
+def select_emopia(items: list[tuple[str, object]], labels: pl.DataFrame, limit: int | None) -> list[tuple[str, object]]:
+    """All clips, or a deterministic subset balanced over quadrant × split (for small test runs)."""
+    if limit is None or limit >= len(items):
+        return items
+    groups = labels.sort("clip_id").group_by(["quadrant", "split"], maintain_order=True).agg(pl.col("clip_id"))
+    per_group = max(1, math.ceil(limit / max(1, groups.height)))
+    chosen = {c for ids in groups.get_column("clip_id").to_list() for c in ids[:per_group]}
+    return [it for it in items if it[0] in chosen][:limit]
+
+
+@asset(group_name="ingest", compute_kind="fluidsynth")
+def emopia_audio(context: AssetExecutionContext, settings: MoodscapeSettings) -> MaterializeResult:
+    """EMOPIA piano MIDI clips rendered to audio with FluidSynth (GM soundfont), one file per clip.
+
+    The demo corpus uses them as audio-bearing tracks and the audio mood model trains on them
+    (their quadrant labels stay in ``data/emopia/labels.csv``, never in track metadata).
+    Re-runs skip clips whose audio is newer than the MIDI.
+    """
+    labels = pl.read_csv(DATA_DIR / "emopia" / "labels.csv")
+    items = select_emopia(emopia_midi_items(data_dir=DATA_DIR), labels, settings.emopia_limit)
+    rendered = render_many(items=items, out_dir=audio_dir("emopia"), workers=settings.workers, progress=settings.progress)
+    write_table(rendered, table_path("emopia_audio"))
+    errors = rendered.filter(pl.col("render_error").is_not_null())
+    for row in errors.head(5).iter_rows(named=True):
+        context.log.warning(f"render failed for {row['clip_id']}: {row['render_error']}")
+    return MaterializeResult(metadata={
+        "clips": rendered.height,
+        "render_errors": errors.height,
+        "render_s_total": round(float(rendered.get_column("render_s").sum() or 0.0), 2),
+        "folder": MetadataValue.path(str(audio_dir("emopia"))),
+    })
+
+
+def _preview(df: pl.DataFrame, n: int = 5) -> str:
+    cols = [c for c in (S.TRACK_ID, S.TITLE, S.ARTIST, S.GENRE, S.SOURCE) if c in df.columns]
+    rows = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for r in df.head(n).iter_rows(named=True):
+        rows.append("| " + " | ".join(str(r[c])[:40] for c in cols) + " |")
+    return "\n".join(rows)
+
+
+@asset(group_name="ingest", deps=[emopia_audio], compute_kind="polars")
+def raw_tracks(context: AssetExecutionContext, settings: MoodscapeSettings) -> MaterializeResult:
+    """The crawl, ingested: typed columns, stable track ids, duplicates merged, bad rows quarantined.
+
+    Source: the file named by ``MOODSCAPE_CRAWL`` (CSV / Parquet / JSON Lines) or, by default, the
+    bundled demo corpus (MusicCaps, MTG-Jamendo, EMOPIA rendered clips, immich, librosa clips).
+    """
+    if settings.crawl:
+        result = ingest(path=settings.crawl)
+        source = settings.crawl
+    else:
+        rendered = load("emopia_audio").filter(pl.col("render_error").is_null())
+        emopia = dict(zip(rendered.get_column("clip_id").to_list(), rendered.get_column("audio_path").to_list()))
+        crawl = build_demo_crawl(data_dir=DATA_DIR, jamendo_limit=settings.jamendo_limit, emopia_audio=emopia)
+        # EMOPIA clips that were not rendered (subset runs, render errors) have no audio: leave them out.
+        crawl = crawl.filter((pl.col(S.SOURCE) != "emopia") | pl.col(S.AUDIO_PATH).is_not_null())
+        result = ingest_frame(df=crawl, source_name="demo")
+        source = "bundled demo corpus"
+    write_table(result.tracks, table_path("raw_tracks"))
+    write_table(result.quarantine, table_path("quarantine"))
+    context.log.info(f"ingested {result.stats}")
+    return MaterializeResult(metadata={
+        "source": source,
+        **{k: v for k, v in result.stats.items() if isinstance(v, (int, float, str))},
+        "rows_by_source": counts_md(value_counts(result.tracks, S.SOURCE), key="source"),
+        "null_rates": MetadataValue.json(null_rates(result.tracks, CRAWL_QUALITY_COLUMNS)),
+        "quarantine_reasons": counts_md(value_counts(result.quarantine, "reason"), key="reason") if result.quarantine.height else "none",
+        "preview": MetadataValue.md(_preview(result.tracks)),
+    })
+
+
+@asset(group_name="heal", deps=[raw_tracks], compute_kind="httpx")
+def track_link_status(context: AssetExecutionContext, settings: MoodscapeSettings) -> MaterializeResult:
+    """Link status per track (VALID / MOVED / REQUIRES_AUTH / DEAD / UNKNOWN / BLOCKED).
+
+    Real HTTP through the link checker's network policy (non-global addresses refused). Each run
+    checks at most ``link_check_budget`` links within ``link_check_deadline_s`` — never-checked
+    first, then the stalest — and appends to the history; offline runs record UNKNOWN/offline.
+    """
+    tracks = load("raw_tracks")
+    history_path = table_path("link_status_history")
+    history = read_table(history_path) if history_path.exists() else empty_history()
+    todo = plan_checks(tracks=tracks, history=history, budget=settings.link_check_budget)
+    config = LinkCheckConfig(offline=settings.offline, allow_hosts=settings.allow_hosts(), deadline_s=settings.link_check_deadline_s)
+    checked = check_links(todo, config=config, progress=settings.progress) if todo else empty_history()
+    history = pl.concat([history, checked.select(list(history.columns)).cast(dict(history.schema))], how="vertical")
+    write_table(history, history_path)
+    status = current_status(tracks=tracks, history=history)
+    write_table(status, table_path("track_link_status"))
+    return MaterializeResult(metadata={
+        "checked_this_run": checked.height,
+        "offline": settings.offline,
+        "status_counts": counts_md(value_counts(status, S.URL_STATUS), key="status"),
+        "reasons_this_run": counts_md(value_counts(checked, S.REASON), key="reason") if checked.height else "none",
+        "history_rows": history.height,
+    })
+
+
+def _extract(settings: MoodscapeSettings):
+    def run(items):
+        return extract_many(items=items, workers=settings.workers, progress=settings.progress)
+    return run
+
+
+@asset(group_name="audio", deps=[raw_tracks], compute_kind="librosa")
+def audio_features(context: AssetExecutionContext, settings: MoodscapeSettings) -> MaterializeResult:
+    """librosa features (one STFT shared by every spectral feature) for every track with local audio.
+
+    Cached by file content key, so re-runs decode only new or changed files; a failing file gets
+    an ``audio_error`` row and never fails the batch.
+    """
+    tracks = load("raw_tracks").filter(pl.col(S.AUDIO_PATH).is_not_null())
+    items = list(zip(tracks.get_column(S.TRACK_ID).to_list(), tracks.get_column(S.AUDIO_PATH).to_list()))
+    feats, stats = extract_with_cache(items=items, cache_path=table_path("audio_feature_cache"), extract=_extract(settings))
+    if feats.height == 0:
+        feats = pl.DataFrame(schema={S.TRACK_ID: pl.Utf8, **{c: pl.Float64 for c in FEATURE_COLUMNS}, S.AUDIO_ERROR: pl.Utf8, "extract_s": pl.Float64})
+    write_table(feats, table_path("audio_features"))
+    errors = feats.filter(pl.col(S.AUDIO_ERROR).is_not_null())
+    fresh = feats.filter(pl.col("extract_s") > 0) if "extract_s" in feats.columns else feats
+    return MaterializeResult(metadata={
+        "tracks_with_audio": len(items),
+        "dims": len(FEATURE_COLUMNS),
+        "errors": errors.height,
+        **stats,
+        "mean_extract_s": round(float(fresh.get_column("extract_s").mean() or 0.0), 4) if fresh.height else 0.0,
+    })
+
+
+@asset(group_name="heal", deps=[raw_tracks, track_link_status, audio_features], compute_kind="polars")
+def music_tracks(context: AssetExecutionContext) -> MaterializeResult:
+    """The crawl without non-music (speech, podcasts, animal and field recordings), with link status.
+
+    Text evidence (lexicon) and, where audio exists, a speech/music discrimination rule; the
+    rejected rows are kept in ``non_music`` with their reason.
+    """
+    tracks = load("raw_tracks")
+    feats = load("audio_features")
+    verdict = classify_music(tracks=tracks, audio_features=feats.filter(pl.col(S.AUDIO_ERROR).is_null()))
+    status = load("track_link_status").select(S.TRACK_ID, S.URL_STATUS, S.HTTP_CODE, S.FINAL_URL)
+    joined = tracks.join(verdict, on=S.TRACK_ID, how="left").join(status, on=S.TRACK_ID, how="left")
+    music = joined.filter(pl.col(S.IS_MUSIC).fill_null(True))
+    rejected = joined.filter(~pl.col(S.IS_MUSIC).fill_null(True))
+    write_table(music, table_path("music_tracks"))
+    write_table(rejected, table_path("non_music"))
+    return MaterializeResult(metadata={
+        "music": music.height,
+        "non_music": rejected.height,
+        "non_music_examples": MetadataValue.md("\n".join(
+            f"- `{r[S.TRACK_ID]}`: {r[S.MUSIC_REASON]}" for r in rejected.head(20).iter_rows(named=True)) or "none"),
+    })

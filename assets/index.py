@@ -1,0 +1,108 @@
+"""FAISS indices (text, audio, mood) with id maps, and the recall checks that gate publication."""
+
+import joblib
+import numpy as np
+import polars as pl
+from dagster import (
+    AssetCheckResult, AssetCheckSeverity, AssetExecutionContext, MaterializeResult, MetadataValue,
+    asset, asset_check,
+)
+
+from assets.common import load
+from assets.enrich import audio_features_imputed, load_text_embeddings, text_embeddings
+from assets.mood import track_moods
+from pipelines import schema as S
+from pipelines.audio import FEATURE_COLUMNS
+from pipelines.audiospace import fit_audio_space
+from pipelines.indexing import (
+    VectorSet, build_index, index_factory_string, load_index, save_index,
+)
+from pipelines.indexcheck import tie_aware_recall
+from pipelines.store import array_path, atomic_path, index_dir, read_array, write_array
+
+RECALL_K = 10
+RECALL_SAMPLE = 200
+RECALL_THRESHOLD = 0.95
+
+
+def _ids_path(name: str):
+    return array_path(f"{name}_ids")
+
+
+def _write(name: str, vectors: VectorSet, metric: str) -> MaterializeResult:
+    index = build_index(vectors=vectors, metric=metric)
+    save_index(index=index, path=index_dir() / f"{name}.faiss")
+    write_array(vectors.vectors, array_path(f"{name}_vectors"))
+    write_array(vectors.ids, _ids_path(name))
+    return MaterializeResult(metadata={
+        "ntotal": int(index.ntotal), "dims": vectors.dim, "metric": metric,
+        "factory": index_factory_string(index),
+        "path": MetadataValue.path(str(index_dir() / f"{name}.faiss")),
+    })
+
+
+def _recall(name: str) -> AssetCheckResult:
+    index = load_index(path=index_dir() / f"{name}.faiss", mmap=False)
+    vectors = VectorSet(ids=read_array(_ids_path(name)), vectors=read_array(array_path(f"{name}_vectors")))
+    if len(vectors) == 0:
+        return AssetCheckResult(passed=False, severity=AssetCheckSeverity.ERROR, metadata={"reason": "empty index"})
+    rng = np.random.default_rng(0)
+    sample = vectors.vectors[rng.choice(len(vectors), size=min(RECALL_SAMPLE, len(vectors)), replace=False)]
+    recall = tie_aware_recall(index=index, vectors=vectors, queries=sample, k=min(RECALL_K, len(vectors)))
+    return AssetCheckResult(
+        passed=recall >= RECALL_THRESHOLD,
+        metadata={"recall_at_k": round(recall, 4), "k": RECALL_K, "threshold": RECALL_THRESHOLD, "sample": len(sample)},
+    )
+
+
+@asset(group_name="index", deps=[text_embeddings], compute_kind="faiss")
+def text_index(context: AssetExecutionContext) -> MaterializeResult:
+    """Inner-product FAISS index over the 384-d MiniLM vectors of tracks that have text (exact below 50k)."""
+    table, vectors = load_text_embeddings()
+    rows = np.where(table.get_column("has_text").to_numpy())[0]
+    return _write("text", VectorSet(ids=rows, vectors=vectors[rows]), "ip")
+
+
+@asset(group_name="index", deps=[audio_features_imputed, text_embeddings], compute_kind="faiss")
+def audio_index(context: AssetExecutionContext) -> MaterializeResult:
+    """Inner-product index over the audio space (standardised librosa vector → PCA ≤64-d → L2-norm).
+
+    The PCA is fitted on extracted audio only; imputed vectors are projected into it.
+    """
+    table, _ = load_text_embeddings()
+    row_of = {t: i for i, t in enumerate(table.get_column(S.TRACK_ID).to_list())}
+    feats = load("audio_features_imputed").filter(pl.col(S.AUDIO_SOURCE) != "none")
+    feats = feats.filter(pl.col(S.TRACK_ID).is_in(list(row_of)))
+    extracted = feats.filter(pl.col(S.AUDIO_SOURCE) == "extracted")
+    space = fit_audio_space(features=extracted.select(FEATURE_COLUMNS).to_numpy())
+    with atomic_path(index_dir() / "audio_space.joblib", ".joblib") as tmp:
+        joblib.dump(space, tmp)
+    ids = np.array([row_of[t] for t in feats.get_column(S.TRACK_ID).to_list()], dtype=np.int64)
+    result = _write("audio", VectorSet(ids=ids, vectors=space.transform(feats.select(FEATURE_COLUMNS).to_numpy())), "ip")
+    result.metadata["pca_explained_variance"] = round(space.explained_variance, 4)
+    result.metadata["fitted_on_extracted"] = extracted.height
+    return result
+
+
+@asset(group_name="index", deps=[track_moods], compute_kind="faiss")
+def mood_index(context: AssetExecutionContext) -> MaterializeResult:
+    """L2 index over every track's (valence, arousal)."""
+    table, _ = load_text_embeddings()
+    moods = pl.DataFrame({S.TRACK_ID: table.get_column(S.TRACK_ID)}).join(load("track_moods"), on=S.TRACK_ID, how="left")
+    vecs = moods.select(pl.col(S.VALENCE).fill_null(0.0), pl.col(S.AROUSAL).fill_null(0.0)).to_numpy().astype(np.float32)
+    return _write("mood", VectorSet(ids=np.arange(len(vecs)), vectors=vecs), "l2")
+
+
+@asset_check(asset=text_index, blocking=True, description="recall@10 of the text index vs exact search on a sample")
+def text_index_recall() -> AssetCheckResult:
+    return _recall("text")
+
+
+@asset_check(asset=audio_index, blocking=True, description="recall@10 of the audio index vs exact search on a sample")
+def audio_index_recall() -> AssetCheckResult:
+    return _recall("audio")
+
+
+@asset_check(asset=mood_index, blocking=True, description="recall@10 of the mood index vs exact search on a sample")
+def mood_index_recall() -> AssetCheckResult:
+    return _recall("mood")

@@ -1,0 +1,33 @@
+"""Run settings for every asset, as one Dagster resource (values default from the environment)."""
+
+import os
+
+from dagster import ConfigurableResource
+
+
+def _env_bool(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _env_int(name: str, default: int | None) -> int | None:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    return None if value.lower() in {"none", "all"} else int(value)
+
+
+class MoodscapeSettings(ConfigurableResource):
+    """How a run behaves. The store location itself comes from ``MOODSCAPE_HOME`` (pipelines.store)."""
+
+    crawl: str | None = os.environ.get("MOODSCAPE_CRAWL") or None
+    offline: bool = _env_bool("MOODSCAPE_OFFLINE")
+    jamendo_limit: int | None = _env_int("MOODSCAPE_JAMENDO_LIMIT", 6000)
+    emopia_limit: int | None = _env_int("MOODSCAPE_EMOPIA_LIMIT", None)
+    workers: int = int(os.environ.get("MOODSCAPE_WORKERS", "2"))
+    link_check_budget: int = int(os.environ.get("MOODSCAPE_LINKCHECK_BUDGET", "2000"))
+    link_check_deadline_s: float = float(os.environ.get("MOODSCAPE_LINKCHECK_DEADLINE_S", "120"))
+    link_allow_hosts: str = os.environ.get("MOODSCAPE_LINKCHECK_ALLOW_HOSTS", "")
+    progress: bool = False
+
+    def allow_hosts(self) -> frozenset[str]:
+        return frozenset(h.strip() for h in self.link_allow_hosts.split(",") if h.strip())

@@ -1,0 +1,1 @@
+"""The ``moodscape`` command line (entry point only; the work lives in pipelines/, assets/, serving/)."""

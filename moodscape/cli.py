@@ -1,0 +1,141 @@
+"""``moodscape`` — materialize the asset graph, serve the API, ask for recommendations.
+
+Heavy imports (dagster, litestar, torch) happen inside each command, so ``--help`` is instant.
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from pipelines import store
+
+
+def _prepare_env() -> None:
+    home = store.home()
+    os.environ.setdefault("DAGSTER_HOME", str(store.dagster_home()))
+    os.environ.setdefault("NUMBA_CACHE_DIR", str(home / "numba_cache"))
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    dh = Path(os.environ["DAGSTER_HOME"])
+    dh.mkdir(parents=True, exist_ok=True)
+    cfg = dh / "dagster.yaml"
+    if not cfg.exists():
+        src = store.REPO_ROOT / "dagster.yaml"
+        cfg.write_text(src.read_text() if src.exists() else "telemetry:\n  enabled: false\n")
+
+
+def cmd_materialize(args: argparse.Namespace) -> int:
+    _prepare_env()
+    from dagster import DagsterInstance, materialize
+
+    from assets.definitions import all_assets, all_checks
+    from assets.settings import MoodscapeSettings
+
+    overrides = {"progress": not args.quiet}
+    if args.offline:
+        overrides["offline"] = True
+    settings = MoodscapeSettings(**overrides)
+    print(f"materializing every asset into {store.store_root()} (Dagster home {os.environ['DAGSTER_HOME']})", flush=True)
+    started = time.perf_counter()
+    result = materialize(
+        [*all_assets, *all_checks], instance=DagsterInstance.get(), resources={"settings": settings},
+        raise_on_error=False,
+    )
+    elapsed = time.perf_counter() - started
+    if not result.success:
+        for event in result.all_events:
+            if event.is_failure:
+                print(f"FAILED: {event.step_key}: {event.message}", file=sys.stderr)
+        return 1
+    print(json.dumps({"success": True, "seconds": round(elapsed, 1), "store_version": store.read_current_version()}))
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    _prepare_env()
+    import uvicorn
+
+    from serving.app import create_app
+
+    if store.read_current_version() is None:
+        print(f"no published store under {store.store_root()}: run `make materialize` first", file=sys.stderr)
+        return 2
+    base = f"http://{args.host}:{args.port}"
+    print(
+        f"Moodscape API:   {base}/recommend (POST)\n"
+        f"OpenAPI docs:    {base}/schema/swagger  (spec: {base}/schema/openapi.json)\n"
+        f"Try:             curl -s -X POST {base}/recommend -H 'content-type: application/json' "
+        "-d '{\"query\": \"i miss my ex\", \"top_k\": 10}'\n"
+        f"Dagster UI:      run `make ui` and open http://127.0.0.1:3000\n",
+        flush=True,
+    )
+    uvicorn.run(create_app(), host=args.host, port=args.port, log_level="info")
+    return 0
+
+
+def cmd_recommend(args: argparse.Namespace) -> int:
+    _prepare_env()
+    from pipelines.bundle import load_bundle
+    from pipelines.ranking import RecommendRequest, Recommender
+
+    folder = store.current_version_dir()
+    if folder is None:
+        print(f"no published store under {store.store_root()}: run `make materialize` first", file=sys.stderr)
+        return 2
+    recommender = Recommender(load_bundle(folder))
+    result = recommender.recommend(RecommendRequest(query=args.query, top_k=args.top_k, mode=args.mode))
+    if args.json:
+        import msgspec
+
+        print(msgspec.json.encode(result).decode())
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    mood = result.mood_detected
+    table = Table(title=f"{args.query!r} → valence {mood.valence:+.2f}, arousal {mood.arousal:+.2f} ({result.query_type})")
+    for col in ("#", "score", "title / track", "artist", "genre", "valence", "arousal", "mood src", "link"):
+        table.add_column(col)
+    for i, r in enumerate(result.results, 1):
+        table.add_row(
+            str(i), f"{r.score:.3f}", (r.title or r.track_id)[:48], (r.artist or "")[:20], (r.genre or "")[:16],
+            f"{r.mood.valence:+.2f}", f"{r.mood.arousal:+.2f}", r.mood.source, r.url_status or "",
+        )
+    Console().print(table)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="moodscape", description="Mood-aware music recommender.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("materialize", help="build every asset (heal → audio → mood → indices) and publish a store version")
+    p.add_argument("--offline", action="store_true", help="no network: link checks record UNKNOWN/offline")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_materialize)
+
+    p = sub.add_parser("serve", help="serve the published store over HTTP")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("recommend", help="recommend tracks for a query from the published store")
+    p.add_argument("query")
+    p.add_argument("--top-k", type=int, default=10)
+    p.add_argument("--mode", choices=["full", "baseline"], default="full")
+    p.add_argument("--json", action="store_true", help="print the response as JSON")
+    p.set_defaults(func=cmd_recommend)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,287 @@
+"""Query mood: free text → (valence, arousal, confidence), valence/arousal in [-1, 1].
+
+Features: the 384-d MiniLM sentence embedding (``pipelines.embedding``) concatenated with the
+five lexicon features of :class:`pipelines.lexicon.MoodLexicon` (valence, arousal, coverage,
+has-valence, has-arousal; standardised).
+
+Training data (all open data):
+
+- EmoBank **train** split, V and A on 1–5 → ``(x - 3) / 2``;
+- every Glasgow-norm word as a one-word text, valence/arousal on 1–9 → ``(x - 5) / 4``.
+
+Target scaling (the choice documented here): EmoBank sentence ratings are compressed around the
+neutral point (std ≈ 0.17 on [-1, 1]) while word norms use the whole scale (std ≈ 0.4). Fitting the
+raw values jointly would teach the model that "sentences are neutral" and squash every query.
+So each source's targets are z-scored per axis (own mean and std), the regressor predicts z-scores,
+and predictions are mapped back to [-1, 1] with the **Glasgow** mean and std: music queries are
+short, word-like texts, so a query as strong as the word "sad" gets the word's normed value.
+Dev metrics on EmoBank are reported on EmoBank's own scale (z mapped back with EmoBank's
+mean/std), which is what Lin's CCC needs to be meaningful.
+
+Model: an ensemble of ridge regressors fit on bootstrap resamples (the regularisation strength,
+and ridge vs a small MLP, were chosen on EmoBank **dev**; see ``train_query_mood_model``'s
+metrics). The ensemble mean is the prediction.
+
+Confidence: per axis, the predictive standard deviation is
+``sigma = sqrt(sigma_resid**2 + sigma_ens(x)**2)`` where ``sigma_resid`` is the held-out residual
+std (EmoBank dev, in z units) and ``sigma_ens(x)`` the spread of the bootstrap ensemble at ``x``
+(large far from the training data). The axis confidence is ``2 * Phi(|mu| / sigma) - 1``: the
+probability that the predicted side of neutral is right, minus chance, in [0, 1]. The reported
+confidence is the mean over the two axes, so a neutral-sounding or unfamiliar query ("songs by
+X") gets a low mood confidence and "sad piano" a high one.
+"""
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+import polars as pl
+from scipy.special import ndtr
+from sklearn.linear_model import Ridge
+from sklearn.neural_network import MLPRegressor
+from tqdm.auto import tqdm
+
+from pipelines import store
+from pipelines.embedding import EMBEDDING_DIM, embed_texts
+from pipelines.lexicon import (
+    EMOBANK_FILE,
+    MoodLexicon,
+    load_glasgow,
+    rescale_emobank,
+    resolve_open_file,
+)
+
+N_ENSEMBLE = 10
+RIDGE_ALPHAS: tuple[float, ...] = (1.0, 3.0, 10.0, 30.0)
+MODEL_VERSION = 1
+
+
+def pearson_r(*, pred: np.ndarray, true: np.ndarray) -> float:
+    """Pearson correlation of two (n,) arrays."""
+    return float(np.corrcoef(pred, true)[0, 1])
+
+
+def lins_ccc(*, pred: np.ndarray, true: np.ndarray) -> float:
+    """Lin's concordance correlation coefficient of two (n,) arrays."""
+    mp, mt = pred.mean(), true.mean()
+    cov = ((pred - mp) * (true - mt)).mean()
+    return float(2 * cov / (pred.var() + true.var() + (mp - mt) ** 2))
+
+
+def axis_metrics(*, pred: np.ndarray, true: np.ndarray) -> dict[str, float]:
+    """r and CCC for valence and arousal; ``pred``/``true`` are (n, 2)."""
+    return {
+        "valence_r": pearson_r(pred=pred[:, 0], true=true[:, 0]),
+        "valence_ccc": lins_ccc(pred=pred[:, 0], true=true[:, 0]),
+        "arousal_r": pearson_r(pred=pred[:, 1], true=true[:, 1]),
+        "arousal_ccc": lins_ccc(pred=pred[:, 1], true=true[:, 1]),
+    }
+
+
+@dataclass
+class TrainingData:
+    """Texts, targets on [-1, 1] (n, 2) and source ("emobank" / "glasgow") of each row."""
+
+    texts: list[str]
+    targets: np.ndarray
+    sources: np.ndarray
+    embeddings: np.ndarray | None = None
+
+
+def load_emobank(*, data_dir: Path, split: str) -> TrainingData:
+    """EmoBank rows of ``split`` ("train" / "dev"), V/A rescaled to [-1, 1]."""
+    path = resolve_open_file(data_dir=data_dir, relative=f"text/{EMOBANK_FILE}")
+    df = pl.read_csv(path).filter(pl.col("split") == split).drop_nulls(["text", "V", "A"])
+    targets = rescale_emobank(df.select("V", "A").to_numpy().astype(np.float64))
+    return TrainingData(
+        texts=df["text"].to_list(), targets=targets, sources=np.array(["emobank"] * df.height)
+    )
+
+
+def load_glasgow_words(*, data_dir: Path) -> TrainingData:
+    """Every Glasgow word (senses averaged) as a one-word text, V/A on [-1, 1]."""
+    norms = load_glasgow(data_dir=data_dir)
+    words = sorted(norms)
+    targets = np.array([norms[w] for w in words], dtype=np.float64)
+    return TrainingData(texts=words, targets=targets, sources=np.array(["glasgow"] * len(words)))
+
+
+def _source_stats(data: TrainingData) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    return {
+        src: (data.targets[data.sources == src].mean(0), data.targets[data.sources == src].std(0))
+        for src in np.unique(data.sources)
+    }
+
+
+@dataclass
+class QueryMoodModel:
+    """Bootstrap ensemble of regressors over [embedding, lexicon features] → z-scored (v, a)."""
+
+    members: list[Any]
+    lexicon: MoodLexicon
+    lex_mean: np.ndarray  # (5,)
+    lex_std: np.ndarray  # (5,)
+    source_stats: dict[str, tuple[np.ndarray, np.ndarray]]  # source -> (mean (2,), std (2,))
+    resid_std_z: np.ndarray  # (2,) held-out residual std in z units
+    output_source: str = "glasgow"
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def features(self, texts: Sequence[str], *, embeddings: np.ndarray | None = None) -> np.ndarray:
+        """float32 (n, 384 + 5) model inputs for ``texts``."""
+        if embeddings is None:
+            embeddings = embed_texts(list(texts))
+        if embeddings.shape != (len(texts), EMBEDDING_DIM):
+            raise ValueError(f"embeddings shape {embeddings.shape} != ({len(texts)}, {EMBEDDING_DIM})")
+        lex = (self.lexicon.features(texts) - self.lex_mean) / self.lex_std
+        return np.hstack([embeddings, lex]).astype(np.float32)
+
+    def predict_z(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Ensemble mean and std of z-scored predictions, each (n, 2), for features ``x``."""
+        preds = np.stack([m.predict(x) for m in self.members])  # (k, n, 2)
+        return preds.mean(0), preds.std(0)
+
+    def to_scale(self, z: np.ndarray, *, source: str) -> np.ndarray:
+        mean, std = self.source_stats[source]
+        return z * std + mean
+
+    def predict(self, texts: Sequence[str], *, embeddings: np.ndarray | None = None) -> np.ndarray:
+        """(n, 3) float64: valence, arousal in [-1, 1], confidence in [0, 1].
+
+        ``embeddings`` (n, 384) may be passed when the caller already has them."""
+        if len(texts) == 0:
+            return np.zeros((0, 3))
+        mu_z, ens_std_z = self.predict_z(self.features(texts, embeddings=embeddings))
+        va = np.clip(self.to_scale(mu_z, source=self.output_source), -1.0, 1.0)
+        _, out_std = self.source_stats[self.output_source]
+        sigma = np.sqrt(self.resid_std_z**2 + ens_std_z**2) * out_std  # (n, 2) in output units
+        conf_axes = 2.0 * ndtr(np.abs(va) / sigma) - 1.0
+        return np.column_stack([va, conf_axes.mean(1)])
+
+    def save(self, path: Path) -> Path:
+        """Write the model with joblib, atomically."""
+        path = Path(path)
+        with store.atomic_path(path, ".joblib") as tmp:
+            joblib.dump({"version": MODEL_VERSION, "model": self}, tmp)
+        return path
+
+    @classmethod
+    def load(cls, path: Path) -> "QueryMoodModel":
+        obj = joblib.load(Path(path))
+        if obj.get("version") != MODEL_VERSION:
+            raise ValueError(f"query mood model version {obj.get('version')} != {MODEL_VERSION}")
+        return obj["model"]
+
+
+def _make_regressor(kind: str, alpha: float, seed: int) -> Any:
+    if kind == "ridge":
+        return Ridge(alpha=alpha)
+    return MLPRegressor(
+        hidden_layer_sizes=(128,), alpha=alpha, early_stopping=True, max_iter=200, random_state=seed
+    )
+
+
+def _z_targets(data: TrainingData, stats: dict[str, tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    z = np.empty_like(data.targets)
+    for src, (mean, std) in stats.items():
+        mask = data.sources == src
+        z[mask] = (data.targets[mask] - mean) / std
+    return z
+
+
+def train_query_mood_model(
+    *,
+    data_dir: Path = store.DATA_DIR,
+    progress: bool = False,
+    train: TrainingData | None = None,
+    dev: TrainingData | None = None,
+    candidates: Sequence[tuple[str, float]] | None = None,
+    n_ensemble: int = N_ENSEMBLE,
+    seed: int = 0,
+) -> tuple[QueryMoodModel, dict[str, Any]]:
+    """Train on EmoBank train + Glasgow words, select on EmoBank dev; return (model, metrics).
+
+    ``train``/``dev`` may be passed (with ``embeddings`` set) to reuse cached embeddings or a
+    subset (tests); by default everything is loaded from ``data_dir`` and embedded.
+    ``candidates`` are (kind, alpha) pairs, kind ∈ {"ridge", "mlp"}.
+    Metrics: dev r/CCC (EmoBank scale) for the chosen model, every candidate, a raw lexicon
+    baseline and a linearly calibrated lexicon baseline; selection and timing info.
+    """
+    t0 = time.perf_counter()
+    lexicon = MoodLexicon.from_files(data_dir=data_dir)
+    if train is None:
+        eb = load_emobank(data_dir=data_dir, split="train")
+        gl = load_glasgow_words(data_dir=data_dir)
+        train = TrainingData(
+            texts=eb.texts + gl.texts,
+            targets=np.vstack([eb.targets, gl.targets]),
+            sources=np.concatenate([eb.sources, gl.sources]),
+        )
+    if dev is None:
+        dev = load_emobank(data_dir=data_dir, split="dev")
+    for data in (train, dev):
+        if data.embeddings is None:
+            data.embeddings = embed_texts(data.texts, progress=progress)
+
+    stats = _source_stats(train)
+    lex_train = lexicon.features(train.texts)
+    lex_mean, lex_std = lex_train.mean(0), lex_train.std(0) + 1e-6
+    shell = QueryMoodModel(
+        members=[], lexicon=lexicon, lex_mean=lex_mean, lex_std=lex_std, source_stats=stats,
+        resid_std_z=np.ones(2),
+    )
+    x_train = shell.features(train.texts, embeddings=train.embeddings)
+    x_dev = shell.features(dev.texts, embeddings=dev.embeddings)
+    z_train = _z_targets(train, stats)
+    z_dev = _z_targets(dev, stats)
+
+    # --- model selection on EmoBank dev (single fit per candidate) ---------------------------
+    if candidates is None:
+        candidates = [("ridge", a) for a in RIDGE_ALPHAS] + [("mlp", 1e-2)]
+    results: dict[str, dict[str, float]] = {}
+    for kind, alpha in tqdm(candidates, desc="query mood candidates", disable=not progress):
+        reg = _make_regressor(kind, alpha, seed).fit(x_train, z_train)
+        pred = shell.to_scale(reg.predict(x_dev), source="emobank")
+        results[f"{kind}_alpha{alpha:g}"] = axis_metrics(pred=pred, true=dev.targets)
+
+    def score(m: dict[str, float]) -> float:
+        return m["valence_ccc"] + m["arousal_ccc"]
+
+    best_name = max(results, key=lambda k: score(results[k]))
+    best_kind, best_alpha = next((k, a) for k, a in candidates if f"{k}_alpha{a:g}" == best_name)
+
+    # --- bootstrap ensemble of the chosen configuration --------------------------------------
+    rng = np.random.default_rng(seed)
+    members = []
+    for i in tqdm(range(n_ensemble), desc="query mood ensemble", disable=not progress):
+        idx = rng.integers(0, len(x_train), len(x_train))
+        members.append(_make_regressor(best_kind, best_alpha, seed + i).fit(x_train[idx], z_train[idx]))
+    shell.members = members
+    mu_dev_z, _ = shell.predict_z(x_dev)
+    shell.resid_std_z = (mu_dev_z - z_dev).std(0)
+    dev_pred = shell.to_scale(mu_dev_z, source="emobank")
+
+    # --- lexicon baselines ---------------------------------------------------------------------
+    lex_dev = lexicon.features(dev.texts)
+    lex_raw = axis_metrics(pred=lex_dev[:, :2].astype(np.float64), true=dev.targets)
+    eb_mask = train.sources == "emobank"
+    lex_cal = Ridge(alpha=1.0).fit(lex_train[eb_mask], train.targets[eb_mask])
+    lex_calibrated = axis_metrics(pred=lex_cal.predict(lex_dev), true=dev.targets)
+
+    metrics: dict[str, Any] = {
+        "dev": axis_metrics(pred=dev_pred, true=dev.targets),
+        "dev_lexicon_raw": lex_raw,
+        "dev_lexicon_calibrated": lex_calibrated,
+        "candidates": results,
+        "chosen": {"kind": best_kind, "alpha": best_alpha, "n_ensemble": n_ensemble},
+        "resid_std_z": shell.resid_std_z.tolist(),
+        "n_train": len(train.texts),
+        "n_train_by_source": {s: int((train.sources == s).sum()) for s in np.unique(train.sources)},
+        "n_dev": len(dev.texts),
+        "train_seconds": time.perf_counter() - t0,
+    }
+    shell.info = {k: metrics[k] for k in ("dev", "chosen", "n_train", "n_dev")}
+    return shell, metrics

@@ -1,0 +1,144 @@
+"""Where every artifact lives, and how it is written (atomically) and read.
+
+One root (``MOODSCAPE_HOME``, default ``<repo>/.moodscape``) holds:
+
+- ``dagster/``               the Dagster instance home (runs, event log, schedules)
+- ``store/tables/NAME.parquet``       tables written by assets (one file per table or partition)
+- ``store/models/NAME.joblib``        trained models
+- ``store/audio/...``                 audio the pipeline rendered itself (EMOPIA MIDI → ogg)
+- ``store/versions/VERSION/``         a published serving bundle (tracks, indices, manifest)
+- ``store/CURRENT``                   the published version id (switched atomically, last)
+
+Serving reads only ``versions/$(CURRENT)``; it never opens anything Dagster is writing.
+"""
+
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DATA_DIR = REPO_ROOT / "data"
+
+
+def home() -> Path:
+    """The Moodscape home folder (``MOODSCAPE_HOME`` or ``<repo>/.moodscape``)."""
+    return Path(os.environ.get("MOODSCAPE_HOME") or REPO_ROOT / ".moodscape").resolve()
+
+
+def dagster_home() -> Path:
+    return home() / "dagster"
+
+
+def store_root() -> Path:
+    return home() / "store"
+
+
+def crawl_path() -> Path | None:
+    """The crawl file named by ``MOODSCAPE_CRAWL``, or None for the bundled demo corpus."""
+    value = os.environ.get("MOODSCAPE_CRAWL")
+    return Path(value).resolve() if value else None
+
+
+def table_path(name: str, partition: str | None = None) -> Path:
+    base = store_root() / "tables"
+    if partition is None:
+        return base / f"{name}.parquet"
+    return base / name / f"{partition}.parquet"
+
+
+def model_path(name: str) -> Path:
+    return store_root() / "models" / f"{name}.joblib"
+
+
+def audio_dir(name: str) -> Path:
+    return store_root() / "audio" / name
+
+
+def versions_dir() -> Path:
+    return store_root() / "versions"
+
+
+def current_pointer() -> Path:
+    return store_root() / "CURRENT"
+
+
+@contextmanager
+def atomic_path(target: Path, suffix: str = "") -> Iterator[Path]:
+    """Yield a temp path beside ``target``; on success it replaces ``target`` in one rename."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix or ".tmp", dir=target.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, target)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def write_table(df: pl.DataFrame, path: Path) -> Path:
+    with atomic_path(path, ".parquet") as tmp:
+        df.write_parquet(tmp)
+    return path
+
+
+def read_table(path: Path) -> pl.DataFrame:
+    return pl.read_parquet(path)
+
+
+def write_json(obj: Any, path: Path) -> Path:
+    with atomic_path(path, ".json") as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str))
+    return path
+
+
+def read_current_version() -> str | None:
+    pointer = current_pointer()
+    if not pointer.exists():
+        return None
+    value = pointer.read_text().strip()
+    return value or None
+
+
+def publish_version(version: str) -> None:
+    """Switch ``CURRENT`` to ``version`` atomically (the folder must already be complete)."""
+    folder = versions_dir() / version
+    if not (folder / "manifest.json").exists():
+        raise FileNotFoundError(f"version {version} has no manifest; refusing to publish")
+    with atomic_path(current_pointer()) as tmp:
+        tmp.write_text(version + "\n")
+
+
+def current_version_dir() -> Path | None:
+    version = read_current_version()
+    return None if version is None else versions_dir() / version
+
+
+def array_path(name: str) -> Path:
+    return store_root() / "arrays" / f"{name}.npy"
+
+
+def index_dir() -> Path:
+    return store_root() / "indices"
+
+
+def write_array(arr, path: Path) -> Path:
+    import numpy as np
+
+    with atomic_path(path, ".npy") as tmp:
+        with open(tmp, "wb") as fh:
+            np.save(fh, arr)
+    return path
+
+
+def read_array(path: Path, *, mmap: bool = False):
+    import numpy as np
+
+    return np.load(path, mmap_mode="r" if mmap else None)

@@ -1,0 +1,103 @@
+"""FAISS indexing: save/load round trip, HNSW recall vs exact on real MiniLM vectors, allow-lists."""
+
+import numpy as np
+import pytest
+
+from pipelines import indexing
+from pipelines.indexing import VectorSet
+
+
+@pytest.fixture(scope="module")
+def vset(musiccaps_vectors: np.ndarray) -> VectorSet:
+    # Non-contiguous ids so that a wrong id map cannot pass by accident.
+    ids = np.arange(len(musiccaps_vectors), dtype=np.int64) * 3 + 7
+    return VectorSet(ids=ids, vectors=musiccaps_vectors)
+
+
+def test_size_adaptive_factory() -> None:
+    assert indexing.choose_factory(n=1_000) == "Flat"
+    assert indexing.choose_factory(n=60_000).startswith("HNSW")
+
+
+@pytest.mark.parametrize("factory", [None, "HNSW32"])
+def test_save_load_round_trip(tmp_path, vset: VectorSet, factory: str | None) -> None:
+    index = indexing.build_index(vectors=vset, metric="ip", factory=factory)
+    path = indexing.save_index(index=index, path=tmp_path / "text.faiss")
+    for mmap in (True, False):
+        loaded = indexing.load_index(path=path, mmap=mmap)
+        assert loaded.ntotal == len(vset) and loaded.d == vset.dim
+        assert indexing.index_factory_string(loaded) == indexing.index_factory_string(index)
+        q = vset.vectors[:20]
+        s0, i0 = indexing.search(index=index, queries=q, k=10)
+        s1, i1 = indexing.search(index=loaded, queries=q, k=10)
+        np.testing.assert_array_equal(i0, i1)
+        np.testing.assert_allclose(s0, s1, rtol=1e-6)
+        assert set(i1.ravel()) <= set(vset.ids)
+        np.testing.assert_array_equal(np.sort(indexing.id_map(loaded)), np.sort(vset.ids))
+
+
+def test_flat_search_equals_numpy(vset: VectorSet) -> None:
+    index = indexing.build_index(vectors=vset, metric="ip")
+    q = vset.vectors[::50]
+    s, i = indexing.search(index=index, queries=q, k=15)
+    es, ei = indexing.exact_search(vectors=vset, queries=q, k=15, metric="ip")
+    np.testing.assert_allclose(s, es, atol=1e-5)
+    assert (i == ei).mean() > 0.99  # ties may swap order
+    assert (i[:, 0] == vset.ids[::50]).all()  # each vector's nearest is itself
+
+
+def test_hnsw_recall_vs_exact(vset: VectorSet) -> None:
+    # Index 900 real texts; query with 100 held-out texts (never in the index).
+    train = VectorSet(ids=vset.ids[:900], vectors=vset.vectors[:900])
+    index = indexing.build_index(vectors=train, metric="ip", factory="HNSW32")
+    recall = indexing.recall_at_k(index=index, exact_vectors=train, sample_queries=vset.vectors[900:], k=10)
+    assert recall >= 0.9, recall
+
+
+def test_l2_search_equals_numpy(vset: VectorSet) -> None:
+    rng = np.random.default_rng(0)
+    sub = VectorSet(ids=vset.ids, vectors=vset.vectors[:, :2] * 5)  # a 2-d (mood-like) space
+    index = indexing.build_index(vectors=sub, metric="l2")
+    q = rng.uniform(-1, 1, size=(5, 2)).astype(np.float32)
+    s, i = indexing.search(index=index, queries=q, k=7)
+    es, ei = indexing.exact_search(vectors=sub, queries=q, k=7, metric="l2")
+    np.testing.assert_allclose(s, es, rtol=1e-4, atol=1e-5)
+    np.testing.assert_array_equal(i, ei)
+
+
+@pytest.mark.parametrize("small_limit", [indexing.SMALL_ALLOW_LIST, 10])  # remap path, then IDSelector path
+@pytest.mark.parametrize("factory", [None, "HNSW32"])
+def test_allow_list_search_equals_brute_force(monkeypatch, vset: VectorSet, small_limit: int, factory) -> None:
+    monkeypatch.setattr(indexing, "SMALL_ALLOW_LIST", small_limit)
+    index = indexing.build_index(vectors=vset, metric="ip", factory=factory)
+    rng = np.random.default_rng(1)
+    allow = np.sort(rng.choice(vset.ids, size=150, replace=False))
+    mask = np.isin(vset.ids, allow)
+    q = vset.vectors[:12]
+    s, i = indexing.search(index=index, queries=q, k=10, allow=allow)
+    es, ei = indexing.exact_search(
+        vectors=VectorSet(ids=vset.ids[mask], vectors=vset.vectors[mask]), queries=q, k=10, metric="ip"
+    )
+    assert np.isin(i[i >= 0], allow).all()
+    if factory is None or small_limit > 150:
+        np.testing.assert_array_equal(i, ei)
+        np.testing.assert_allclose(s, es, atol=1e-5)
+    else:  # HNSW + selector is approximate: most of the exact neighbours
+        overlap = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(i, ei)])
+        assert overlap >= 0.8, overlap
+
+
+def test_empty_allow_list_and_unknown_ids(vset: VectorSet) -> None:
+    index = indexing.build_index(vectors=vset, metric="ip")
+    _, i = indexing.search(index=index, queries=vset.vectors[:2], k=5, allow=np.zeros(0, np.int64))
+    assert (i == -1).all()
+    # ids absent from the index are ignored, present ones still found
+    _, i = indexing.search(index=index, queries=vset.vectors[:1], k=5, allow=np.array([1, 2, vset.ids[0]]))
+    assert i[0, 0] == vset.ids[0] and (i[0, 1:] == -1).all()
+
+
+def test_vectorset_validates() -> None:
+    with pytest.raises(ValueError):
+        VectorSet(ids=np.arange(3), vectors=np.zeros((4, 2)))
+    with pytest.raises(ValueError):
+        VectorSet(ids=np.array([1, 1]), vectors=np.zeros((2, 2)))
