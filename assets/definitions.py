@@ -5,16 +5,17 @@ from dagster import (
     load_asset_checks_from_modules, load_assets_from_modules,
 )
 
-from assets import enrich, heal, index, mood, publish
+from assets import enrich, evaluation, heal, index, mood, publish
 from assets.settings import MoodscapeSettings
 
-ASSET_MODULES = [heal, enrich, mood, index, publish]
+ASSET_MODULES = [heal, enrich, mood, index, publish, evaluation]
 
 all_assets = load_assets_from_modules(ASSET_MODULES)
 all_checks = load_asset_checks_from_modules(ASSET_MODULES)
 
 everything_job = define_asset_job("materialize_everything", selection=AssetSelection.all(), description="Build every artifact and publish a new store version.")
 heal_job = define_asset_job("heal", selection=AssetSelection.groups("ingest", "heal"), description="Ingest, check links, filter non-music, impute metadata.")
+evaluate_job = define_asset_job("evaluate", selection=AssetSelection.assets("evaluation_report"), description="Run the evaluation harness on the dev-eval sets.")
 link_recheck_job = define_asset_job("recheck_links", selection=AssetSelection.assets("track_link_status"), description="Re-check the stalest links within the per-run budget.")
 
 link_recheck_schedule = ScheduleDefinition(
@@ -26,7 +27,7 @@ link_recheck_schedule = ScheduleDefinition(
 defs = Definitions(
     assets=all_assets,
     asset_checks=all_checks,
-    jobs=[everything_job, heal_job, link_recheck_job],
+    jobs=[everything_job, heal_job, link_recheck_job, evaluate_job],
     schedules=[link_recheck_schedule],
     resources={"settings": MoodscapeSettings()},
 )

@@ -19,6 +19,7 @@ from assets.settings import MoodscapeSettings
 from pipelines import store
 
 MODEL_ASSETS = {"emopia_audio", "query_mood_model", "audio_mood_model"}
+NOT_FOR_EVAL = {"evaluation_report"}  # an evaluation store never evaluates itself
 MODEL_FILES = ("query_mood", "audio_mood")
 
 
@@ -51,10 +52,10 @@ def build_store_from_corpus(*, corpus: pl.DataFrame, workdir: Path, offline: boo
                 target = store.model_path(m)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(source_home / "store" / "models" / f"{m}.joblib", target)
-            selected = [a for a in all_assets if not (set(k.to_user_string() for k in a.keys) & MODEL_ASSETS)]
+            selected = [a for a in all_assets if not (set(k.to_user_string() for k in a.keys) & (MODEL_ASSETS | NOT_FOR_EVAL))]
         else:
             print(f"no trained models under {source_home}: training them from the open data first", flush=True)
-            selected = list(all_assets)
+            selected = [a for a in all_assets if not (set(k.to_user_string() for k in a.keys) & NOT_FOR_EVAL)]
         settings = MoodscapeSettings(crawl=str(crawl_file), offline=offline, workers=workers, emopia_limit=emopia_limit, progress=True)
         result = materialize([*selected, *all_checks], resources={"settings": settings}, raise_on_error=True)
         if not result.success:

@@ -27,6 +27,7 @@ class MoodscapeSettings(ConfigurableResource):
     link_check_budget: int = int(os.environ.get("MOODSCAPE_LINKCHECK_BUDGET", "2000"))
     link_check_deadline_s: float = float(os.environ.get("MOODSCAPE_LINKCHECK_DEADLINE_S", "120"))
     link_allow_hosts: str = os.environ.get("MOODSCAPE_LINKCHECK_ALLOW_HOSTS", "")
+    eval_max_queries: int | None = _env_int("MOODSCAPE_EVAL_MAX_QUERIES", 300)
     progress: bool = False
 
     def allow_hosts(self) -> frozenset[str]:

@@ -392,3 +392,42 @@ def is_finite_prediction(pred: np.ndarray) -> bool:
         and ((pred[:, 2] >= 0) & (pred[:, 2] <= 1)).all()
     )
 
+
+
+# --------------------------------------------------------------------------- EMOPIA audio
+def emopia_features(
+    *,
+    data_dir: Path = store.DATA_DIR,
+    out_dir: Path | None = None,
+    clip_ids: Sequence[str] | None = None,
+    workers: int = 2,
+    render_workers: int = 1,
+    duration: float = 30.0,
+    progress: bool = False,
+) -> pl.DataFrame:
+    """Render EMOPIA MIDI clips (``pipelines.render``) and extract audio features
+    (``pipelines.audio``) → track_id (= clip_id), every ``FEATURE_COLUMNS`` entry, audio_error.
+
+    Renders go to ``out_dir`` (default ``store.audio_dir("emopia")``); fresh renders are reused.
+    Clips that fail to render get an ``audio_error`` row with null features. ``render_workers``
+    defaults to 1: with 2 render threads the process segfaulted inside libsndfile (Ogg encode)
+    on this machine."""
+    from pipelines.audio import extract_many
+    from pipelines.render import render_many
+
+    labels = emopia_labels(data_dir=data_dir)
+    ids = list(clip_ids) if clip_ids is not None else labels[CLIP_ID].to_list()
+    out_dir = Path(out_dir) if out_dir is not None else store.audio_dir("emopia")
+    rendered = render_many(
+        items=[(cid, emopia_midi_path(data_dir=data_dir, clip_id=cid)) for cid in ids],
+        out_dir=out_dir, workers=render_workers, progress=progress,
+    )
+    ok = rendered.filter(pl.col("audio_path").is_not_null())
+    feats = extract_many(
+        items=list(zip(ok[CLIP_ID].to_list(), ok["audio_path"].to_list())),
+        workers=workers, duration=duration, progress=progress,
+    )
+    failed = rendered.filter(pl.col("audio_path").is_null()).select(
+        pl.col(CLIP_ID).alias(TRACK_ID), pl.col("render_error").alias("audio_error")
+    )
+    return pl.concat([feats, failed], how="diagonal_relaxed")

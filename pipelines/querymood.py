@@ -2,7 +2,12 @@
 
 Features: the 384-d MiniLM sentence embedding (``pipelines.embedding``) concatenated with the
 five lexicon features of :class:`pipelines.lexicon.MoodLexicon` (valence, arousal, coverage,
-has-valence, has-arousal; standardised).
+has-valence, has-arousal) and two embedding-neighbour features: the similarity-weighted
+(cos^4) mean Glasgow valence/arousal of the ``K_ANCHORS`` Glasgow words nearest to the text in
+embedding space (a lexicon expansion: "workout" is near "exercise", "gym", "jogging", which the
+norms rate, though "workout" itself is not rated). For a Glasgow word used as a training row its
+own entry is excluded (leave-one-out), so the feature never leaks the target. The extra
+features are standardised.
 
 Training data (all open data):
 
@@ -55,7 +60,8 @@ from pipelines.lexicon import (
     resolve_open_file,
 )
 
-N_ENSEMBLE = 10
+N_ENSEMBLE = 5
+K_ANCHORS = 5
 RIDGE_ALPHAS: tuple[float, ...] = (1.0, 3.0, 10.0, 30.0)
 MODEL_VERSION = 1
 
@@ -123,21 +129,41 @@ class QueryMoodModel:
 
     members: list[Any]
     lexicon: MoodLexicon
-    lex_mean: np.ndarray  # (5,)
-    lex_std: np.ndarray  # (5,)
+    lex_mean: np.ndarray  # (7,)
+    lex_std: np.ndarray  # (7,)
+    anchor_words: list[str]  # Glasgow words, (m,)
+    anchor_emb: np.ndarray  # (m, 384) float32
+    anchor_targets: np.ndarray  # (m, 2) Glasgow valence/arousal on [-1, 1]
     source_stats: dict[str, tuple[np.ndarray, np.ndarray]]  # source -> (mean (2,), std (2,))
     resid_std_z: np.ndarray  # (2,) held-out residual std in z units
     output_source: str = "glasgow"
     info: dict[str, Any] = field(default_factory=dict)
 
+    def anchor_features(self, texts: Sequence[str], embeddings: np.ndarray) -> np.ndarray:
+        """(n, 2) cos^4-weighted mean Glasgow (valence, arousal) of the nearest anchor words,
+        excluding an anchor identical to the text (leave-one-out for training words)."""
+        sims = embeddings @ self.anchor_emb.T  # (n, m)
+        index = {w: i for i, w in enumerate(self.anchor_words)}
+        for row, text in enumerate(texts):
+            j = index.get(text)
+            if j is not None:
+                sims[row, j] = -np.inf
+        top = np.argpartition(-sims, K_ANCHORS, axis=1)[:, :K_ANCHORS]
+        w = np.maximum(np.take_along_axis(sims, top, axis=1), 0.0) ** 4 + 1e-12
+        return (w[:, :, None] * self.anchor_targets[top]).sum(1) / w.sum(1, keepdims=True)
+
+    def raw_side_features(self, texts: Sequence[str], embeddings: np.ndarray) -> np.ndarray:
+        """(n, 7) unstandardised lexicon (5) + anchor (2) features."""
+        return np.hstack([self.lexicon.features(texts), self.anchor_features(texts, embeddings)])
+
     def features(self, texts: Sequence[str], *, embeddings: np.ndarray | None = None) -> np.ndarray:
-        """float32 (n, 384 + 5) model inputs for ``texts``."""
+        """float32 (n, 384 + 7) model inputs for ``texts``."""
         if embeddings is None:
             embeddings = embed_texts(list(texts))
         if embeddings.shape != (len(texts), EMBEDDING_DIM):
             raise ValueError(f"embeddings shape {embeddings.shape} != ({len(texts)}, {EMBEDDING_DIM})")
-        lex = (self.lexicon.features(texts) - self.lex_mean) / self.lex_std
-        return np.hstack([embeddings, lex]).astype(np.float32)
+        side = (self.raw_side_features(texts, embeddings) - self.lex_mean) / self.lex_std
+        return np.hstack([embeddings, side]).astype(np.float32)
 
     def predict_z(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Ensemble mean and std of z-scored predictions, each (n, 2), for features ``x``."""
@@ -227,12 +253,21 @@ def train_query_mood_model(
             data.embeddings = embed_texts(data.texts, progress=progress)
 
     stats = _source_stats(train)
-    lex_train = lexicon.features(train.texts)
-    lex_mean, lex_std = lex_train.mean(0), lex_train.std(0) + 1e-6
-    shell = QueryMoodModel(
-        members=[], lexicon=lexicon, lex_mean=lex_mean, lex_std=lex_std, source_stats=stats,
-        resid_std_z=np.ones(2),
+    anchors = load_glasgow_words(data_dir=data_dir)
+    in_train = {t: i for i, t in enumerate(train.texts) if train.sources[i] == "glasgow"}
+    anchor_emb = (
+        train.embeddings[[in_train[w] for w in anchors.texts]]
+        if all(w in in_train for w in anchors.texts)
+        else embed_texts(anchors.texts, progress=progress)
     )
+    shell = QueryMoodModel(
+        members=[], lexicon=lexicon, lex_mean=np.zeros(7), lex_std=np.ones(7),
+        anchor_words=anchors.texts, anchor_emb=np.ascontiguousarray(anchor_emb, dtype=np.float32),
+        anchor_targets=anchors.targets, source_stats=stats, resid_std_z=np.ones(2),
+    )
+    side_train = shell.raw_side_features(train.texts, train.embeddings)
+    shell.lex_mean, shell.lex_std = side_train.mean(0), side_train.std(0) + 1e-6
+    lex_train = side_train[:, :5]
     x_train = shell.features(train.texts, embeddings=train.embeddings)
     x_dev = shell.features(dev.texts, embeddings=dev.embeddings)
     z_train = _z_targets(train, stats)
@@ -240,7 +275,7 @@ def train_query_mood_model(
 
     # --- model selection on EmoBank dev (single fit per candidate) ---------------------------
     if candidates is None:
-        candidates = [("ridge", a) for a in RIDGE_ALPHAS] + [("mlp", 1e-2)]
+        candidates = [("ridge", a) for a in RIDGE_ALPHAS] + [("mlp", 1e-2), ("mlp", 1e-1)]
     results: dict[str, dict[str, float]] = {}
     for kind, alpha in tqdm(candidates, desc="query mood candidates", disable=not progress):
         reg = _make_regressor(kind, alpha, seed).fit(x_train, z_train)

@@ -348,7 +348,7 @@ class Recommender:
         if filters.genres:
             clauses.append(
                 f"list_has_any(list_transform(regexp_split_to_array(lower(coalesce({S.GENRE}, '')), "
-                f"'\\s*[,|;/]\\s*'), x -> trim(x)), ?::VARCHAR[])"
+                f"'\\s*[,|;/]\\s*'), lambda x: trim(x)), ?::VARCHAR[])"
             )
             params.append([g.strip().lower() for g in filters.genres])
         if filters.exclude_artists:
@@ -427,8 +427,8 @@ class Recommender:
 
         Every signal is in [0, 1]. Per track the positive weights are renormalised over the
         signals it has: audio only when the track and the query have an audio vector; mood
-        weight multiplied by the track's mood_confidence (0 when its mood is unknown), so an
-        uncertain mood counts less. The popularity penalty is subtracted for the top 1 % most played.
+        weight multiplied by the track's mood_confidence (0 when its mood is unknown) and by the
+        query mood's confidence, so an uncertain mood counts less. The popularity penalty is subtracted for the top 1 % most played.
         """
         w = WEIGHTS[qu.query_type]
         text_sim = np.clip(self._text[cand] @ qu.embedding, 0.0, 1.0)
@@ -441,7 +441,9 @@ class Recommender:
         va = self._va[cand]
         dist = np.linalg.norm(va - np.array([qu.valence, qu.arousal], np.float32), axis=1)
         mood_sim = np.nan_to_num(1.0 - dist / MOOD_MAX_DIST, nan=0.0)
-        mood_w = w.mood * self._mood_conf[cand] * self.bundle.has_mood[cand]
+        # A mood counts in proportion to how sure we are of both ends: the track's mood and the
+        # query's detected mood (a neutral or unfamiliar query has low confidence).
+        mood_w = w.mood * self._mood_conf[cand] * self.bundle.has_mood[cand] * qu.confidence
         audio_w = w.audio * has_audio
         collab = self._collab[cand]
         denom = w.text + audio_w + mood_w + w.collab

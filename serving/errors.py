@@ -26,8 +26,10 @@ def _validation_items(extra: Any) -> list[dict[str, str]]:
         if isinstance(e, dict):
             message = str(e.get("message", ""))
             key = e.get("key")
-            if not key and "`" in message and "field" in message:
-                key = message.split("`")[1]  # "... field `query`"
+            if key in (None, "", "data") and "field `" in message:
+                # Litestar reports whole-body errors under "data"; msgspec names the field:
+                # "Object missing required field `query`", "Object contains unknown field `colour`".
+                key = message.split("field `", 1)[1].split("`", 1)[0]
             items.append({"field": _field_name(key), "message": message})
     return items
 

@@ -1,4 +1,4 @@
-"""msgspec request/response schemas of the HTTP API (no ``from __future__ import annotations``:
+"""msgspec request/response schemas of the HTTP API (annotations are evaluated eagerly here:
 Litestar and msgspec introspect these at runtime)."""
 
 from typing import Annotated, Literal

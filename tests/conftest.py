@@ -134,3 +134,19 @@ def bundle_dir(tmp_path_factory, musiccaps_rows, embed_cached, mood_adapter) -> 
         audio_vectors=np.zeros((n, 0), np.float32), query_mood_model_path=model_path,
         extra_manifest={"source": "tests/conftest.py"},
     )
+
+
+def _assert_exact_top_k(*, res: list[tuple[str, float]], sims: np.ndarray, track_ids: list[str], k: int) -> None:
+    """Assert ``res`` is an exact top-k of ``sims`` (tracks with identical text docs tie; any order among ties)."""
+    row = {tid: i for i, tid in enumerate(track_ids)}
+    top = np.sort(sims)[::-1][:k]
+    assert len(res) == k
+    np.testing.assert_allclose([s for _, s in res], top, atol=1e-5)  # same scores, descending
+    np.testing.assert_allclose([sims[row[t]] for t, _ in res], top, atol=1e-5)  # each id has its score
+    assert len({t for t, _ in res}) == k
+
+
+@pytest.fixture(scope="session")
+def assert_exact_top_k():
+    """The checker: ``(track_id, score)`` results are an exact inner-product top-k of ``sims``."""
+    return _assert_exact_top_k

@@ -38,7 +38,9 @@ def built_store(tmp_path_factory):
     from assets.settings import MoodscapeSettings
 
     settings = MoodscapeSettings(crawl=str(crawl_path), offline=True, emopia_limit=16, workers=2)
-    result = materialize([*all_assets, *all_checks], resources={"settings": settings})
+    # evaluation_report is exercised by tests/test_evaluate_cli.py (it builds stores of its own)
+    graph = [a for a in all_assets if "evaluation_report" not in {k.to_user_string() for k in a.keys}]
+    result = materialize([*graph, *all_checks], resources={"settings": settings})
     assert result.success
     yield home, crawl, result
     mp.undo()
@@ -96,3 +98,49 @@ def test_served_api_answers_from_the_published_store(built_store) -> None:
         assert bad.status_code == 400 and "query" in bad.text
         health = client.get("/health").json()
         assert health["store_version"]
+
+
+def test_evaluate_command_on_a_tiny_corpus_with_audio(built_store, tmp_path) -> None:
+    """`moodscape evaluate` end to end: EMOPIA val clips rendered to audio (sign labels from their
+    quadrant), a few MusicCaps rows, EmoBank dev sentences as queries; models from the built store."""
+    from moodscape.cli import main
+    from pipelines.render import render_many
+
+    labels_src = pl.read_csv(DATA_DIR / "emopia" / "labels.csv").filter(pl.col("split") == "val").sort("clip_id")
+    picked = labels_src.group_by("quadrant", maintain_order=True).head(2)
+    audio_dir = tmp_path / "audio"
+    rendered = render_many(
+        items=[(c, DATA_DIR / "emopia" / "midis" / f"{c}.mid") for c in picked.get_column("clip_id")],
+        out_dir=audio_dir, workers=2,
+    ).filter(pl.col("render_error").is_null())
+    signs = {1: (1.0, 1.0), 2: (-1.0, 1.0), 3: (-1.0, -1.0), 4: (1.0, -1.0)}
+    quadrant = dict(zip(picked.get_column("clip_id"), picked.get_column("quadrant")))
+    corpus = pl.concat([
+        pl.DataFrame({
+            S.TRACK_ID: [f"clip{i}" for i in range(rendered.height)],
+            S.AUDIO_PATH: [f"audio/{p.split('/')[-1]}" for p in rendered.get_column("audio_path")],  # relative
+        }),
+        democorpus.musiccaps_rows(data_dir=DATA_DIR).head(20).select(S.TRACK_ID, S.DESCRIPTION, S.TAGS),
+    ], how="diagonal_relaxed")
+    corpus.write_csv(tmp_path / "corpus.csv")
+    pl.DataFrame({
+        S.TRACK_ID: [f"clip{i}" for i in range(rendered.height)],
+        S.VALENCE: [signs[quadrant[c]][0] for c in rendered.get_column("clip_id")],
+        S.AROUSAL: [signs[quadrant[c]][1] for c in rendered.get_column("clip_id")],
+    }).write_csv(tmp_path / "labels.csv")
+    eb = pl.read_csv(DATA_DIR / "text" / "emobank_train_dev.csv").filter(pl.col("split") == "dev").head(6)
+    eb.select(pl.col("text").alias("query"), ((pl.col("V") - 3) / 2).alias("valence"),
+              ((pl.col("A") - 3) / 2).alias("arousal")).write_csv(tmp_path / "queries.csv")
+
+    out = tmp_path / "report"
+    code = main(["evaluate", "--corpus", str(tmp_path / "corpus.csv"), "--labels", str(tmp_path / "labels.csv"),
+                 "--queries", str(tmp_path / "queries.csv"), "--out", str(out), "--offline", "--json"])
+    assert code == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["n_tracks"] == corpus.height and report["n_queries"] == 6
+    assert set(report["ranking"]) == {"full", "baseline_sbert"}
+    assert set(report["ranking"]["full"]) == {"precision@10", "recall@50", "ndcg@20", "mood_alignment@10", "artist_diversity@50", "ild@50"}
+    assert report["track_mood"]["n"] == rendered.height
+    assert "audio" in report["track_mood"]["by_source"]  # the clips' moods came from their audio
+    assert report["latency_ms"]["full"]["p50"] > 0
+    assert (out / "report.md").exists() and any(out.glob("*.png"))
