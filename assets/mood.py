@@ -25,7 +25,13 @@ def query_mood_model(context: AssetExecutionContext, settings: MoodscapeSettings
     Trained on EmoBank (train split) and Glasgow-norm words (open data); chosen and reported on the
     EmoBank dev split against a lexicon-only baseline.
     """
-    model, metrics = train_query_mood_model(data_dir=DATA_DIR, progress=settings.progress)
+    quick = settings.query_mood_train_limit is not None
+    model, metrics = train_query_mood_model(
+        data_dir=DATA_DIR, progress=settings.progress, limit=settings.query_mood_train_limit,
+        **({"candidates": [("ridge", 1.0)], "n_ensemble": 2} if quick else {}),
+    )
+    if quick:
+        context.log.warning(f"quick mode: trained on {settings.query_mood_train_limit} rows with one ridge candidate")
     model.save(model_path("query_mood"))
     flat = {k: v for k, v in metrics.items() if isinstance(v, (int, float, str))}
     return MaterializeResult(metadata={**flat, "metrics": MetadataValue.json(metrics)})

@@ -27,6 +27,8 @@ class MoodscapeSettings(ConfigurableResource):
     link_check_budget: int = int(os.environ.get("MOODSCAPE_LINKCHECK_BUDGET", "2000"))
     link_check_deadline_s: float = float(os.environ.get("MOODSCAPE_LINKCHECK_DEADLINE_S", "120"))
     link_allow_hosts: str = os.environ.get("MOODSCAPE_LINKCHECK_ALLOW_HOSTS", "")
+    # Quick mode for integration tests: train the query-mood model on a subset, one ridge candidate.
+    query_mood_train_limit: int | None = _env_int("MOODSCAPE_QUERY_MOOD_LIMIT", None)
     eval_max_queries: int | None = _env_int("MOODSCAPE_EVAL_MAX_QUERIES", 300)
     progress: bool = False
 

@@ -91,6 +91,7 @@ def create_app(
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         folder = resolve_bundle_dir(store_root=store_root, bundle_dir=bundle_dir)
         rec = factory(load_bundle(folder))
+        rec.encoder(["warm-up"])  # load the sentence model now, not on the first request
         app.state.recommender = rec
         try:
             yield

@@ -367,7 +367,7 @@ def test_dev_eval_transforms_and_skip(dev_eval_script, tmp_path):
     assert m.main(["--out", str(tmp_path / "o"), "--dev-eval", str(tmp_path / "absent"),
                    "--parts", "deezer"]) == 0
     with pytest.raises(SystemExit):  # refuses to write inside the repo
-        m.main(["--out", str(m.REPO_ROOT / "deveval_here")])
+        m.main(["--out", str(m.deveval.REPO_ROOT / "deveval_here")])
 
 
 def test_dev_eval_emobank_queries(dev_eval_script, tmp_path):

@@ -37,7 +37,7 @@ def built_store(tmp_path_factory):
     from assets.definitions import all_assets, all_checks
     from assets.settings import MoodscapeSettings
 
-    settings = MoodscapeSettings(crawl=str(crawl_path), offline=True, emopia_limit=16, workers=2)
+    settings = MoodscapeSettings(crawl=str(crawl_path), offline=True, emopia_limit=16, workers=2, query_mood_train_limit=1500)
     # evaluation_report is exercised by tests/test_evaluate_cli.py (it builds stores of its own)
     graph = [a for a in all_assets if "evaluation_report" not in {k.to_user_string() for k in a.keys}]
     result = materialize([*graph, *all_checks], resources={"settings": settings})
