@@ -25,7 +25,7 @@ class MoodscapeSettings(ConfigurableResource):
     emopia_limit: int | None = _env_int("MOODSCAPE_EMOPIA_LIMIT", None)
     workers: int = int(os.environ.get("MOODSCAPE_WORKERS", "2"))
     link_check_budget: int = int(os.environ.get("MOODSCAPE_LINKCHECK_BUDGET", "2000"))
-    link_check_deadline_s: float = float(os.environ.get("MOODSCAPE_LINKCHECK_DEADLINE_S", "120"))
+    link_check_deadline_s: float = float(os.environ.get("MOODSCAPE_LINKCHECK_DEADLINE_S", "60"))
     link_allow_hosts: str = os.environ.get("MOODSCAPE_LINKCHECK_ALLOW_HOSTS", "")
     # Quick mode for integration tests: train the query-mood model on a subset, one ridge candidate.
     query_mood_train_limit: int | None = _env_int("MOODSCAPE_QUERY_MOOD_LIMIT", None)

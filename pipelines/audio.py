@@ -417,6 +417,10 @@ def extract_many(
             results[i] = _extract_one(tid, path, sr, duration)
             bar.update()
     else:
+        # Compile (or load) numba's cache here first: workers that JIT-compile into an empty
+        # NUMBA_CACHE_DIR at the same time race on its files and can crash (seen: null-pointer
+        # segfaults on a cold cache); after this they only load the finished cache.
+        warmup()
         broken: list[int] = []
         ctx = get_context("forkserver")
         with ProcessPoolExecutor(

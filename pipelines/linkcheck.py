@@ -59,6 +59,7 @@ LINK_STATUS_SCHEMA: dict[str, pl.DataType] = {
     CHECKED_AT: pl.Utf8(),
 }
 
+DNS_FAILURE_TTL_S = 60.0  # a host whose name failed to resolve is not retried within this window
 _REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
 _HEAD_FALLBACK_CODES = frozenset({400, 403, 405, 501})
 _HEAD_UNSUPPORTED_CODES = frozenset({405, 501})
@@ -270,6 +271,9 @@ class LinkChecker:
         self.policy = NetworkPolicy(allow_hosts=frozenset(config.allow_hosts), allow_private=config.allow_private)
         self._network_backend = network_backend
         self._gates: dict[str, _HostGate] = {}
+        self._dns_failed: dict[str, float] = {}  # host → when its name last failed to resolve
+        self._contacted: set[str] = set()
+        self._first_contact: dict[str, asyncio.Lock] = {}
         self._rng = random.Random()
         self._client: httpx.AsyncClient | None = None
 
@@ -338,6 +342,7 @@ class LinkChecker:
         except PolicyViolation as exc:
             raise _ExchangeFailed(status=BLOCKED, reason=exc.reason, retry_with_get=False) from exc
         except DNSResolutionError as exc:
+            self._dns_failed[url.host] = time.monotonic()
             raise _ExchangeFailed(status=UNKNOWN, reason="dns_error", retry_with_get=False) from exc
         except httpx.ConnectTimeout as exc:
             raise _ExchangeFailed(status=UNKNOWN, reason="timeout", retry_with_get=False) from exc
@@ -358,6 +363,22 @@ class LinkChecker:
             raise _ExchangeFailed(status=UNKNOWN, reason="http_error", retry_with_get=False) from exc
 
     async def _exchange(self, *, url: httpx.URL) -> _Exchange:
+        """One hop. The first request to a host goes alone (its siblings wait for it, not for the
+        host's rate gate), so a host whose name does not resolve fails all its URLs at once."""
+        host = url.host
+        if host not in self._contacted:
+            async with self._first_contact.setdefault(host, asyncio.Lock()):
+                if host not in self._contacted:
+                    try:
+                        return await self._exchange_gated(url=url)
+                    finally:
+                        self._contacted.add(host)
+        failed_at = self._dns_failed.get(host)
+        if failed_at is not None and time.monotonic() - failed_at < DNS_FAILURE_TTL_S:
+            raise _ExchangeFailed(status=UNKNOWN, reason="dns_error", retry_with_get=False)
+        return await self._exchange_gated(url=url)
+
+    async def _exchange_gated(self, *, url: httpx.URL) -> _Exchange:
         """One hop: HEAD (or GET when HEAD is unsupported/failed), with 429 retries and host backoff."""
         gate = self._gate(url)
         attempt = 0

