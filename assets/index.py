@@ -42,6 +42,8 @@ def _write(name: str, vectors: VectorSet, metric: str) -> MaterializeResult:
 
 
 def _recall(name: str) -> AssetCheckResult:
+    if name == "audio" and not (index_dir() / "audio.faiss").exists():
+        return AssetCheckResult(passed=True, metadata={"note": "no audio index for this crawl (no extracted audio)"})
     index = load_index(path=index_dir() / f"{name}.faiss", mmap=False)
     vectors = VectorSet(ids=read_array(_ids_path(name)), vectors=read_array(array_path(f"{name}_vectors")))
     if len(vectors) == 0:
@@ -74,6 +76,13 @@ def audio_index(context: AssetExecutionContext) -> MaterializeResult:
     feats = load("audio_features_imputed").filter(pl.col(S.AUDIO_SOURCE) != "none")
     feats = feats.filter(pl.col(S.TRACK_ID).is_in(list(row_of)))
     extracted = feats.filter(pl.col(S.AUDIO_SOURCE) == "extracted")
+    if extracted.height < 2:
+        # A crawl with no (or one) decodable audio file has no audio space to fit: publish no
+        # audio index rather than one fitted on imputed guesses. Scoring then uses text and mood.
+        for stale in (index_dir() / "audio.faiss", index_dir() / "audio_space.joblib", array_path("audio_vectors"), _ids_path("audio")):
+            stale.unlink(missing_ok=True)
+        context.log.warning(f"only {extracted.height} tracks with extracted audio: no audio index")
+        return MaterializeResult(metadata={"ntotal": 0, "reason": "fewer than 2 tracks with extracted audio"})
     space = fit_audio_space(features=extracted.select(FEATURE_COLUMNS).to_numpy())
     with atomic_path(index_dir() / "audio_space.joblib", ".joblib") as tmp:
         joblib.dump(space, tmp)

@@ -43,16 +43,20 @@ def published_store(context: AssetExecutionContext) -> MaterializeResult:
     tracks = serving_tracks()
     _, text_vectors = load_text_embeddings()
     n = tracks.height
-    audio_rows = read_array(array_path("audio_ids"))
-    audio_vecs = read_array(array_path("audio_vectors"))
-    audio_full = np.zeros((n, audio_vecs.shape[1]), dtype=np.float32)
-    audio_full[audio_rows] = audio_vecs
+    has_audio_index = (index_dir() / "audio.faiss").exists()
+    if has_audio_index:
+        audio_rows = read_array(array_path("audio_ids"))
+        audio_vecs = read_array(array_path("audio_vectors"))
+        audio_full = np.zeros((n, audio_vecs.shape[1]), dtype=np.float32)
+        audio_full[audio_rows] = audio_vecs
+    else:
+        audio_full = np.zeros((n, 0), dtype=np.float32)
     version = new_version_id()
     folder = assemble_version(
         version=version, tracks=tracks, text_vectors=np.asarray(text_vectors), audio_vectors=audio_full,
-        index_files={k: index_dir() / f"{k}.faiss" for k in ("text", "audio", "mood")},
+        index_files={k: index_dir() / f"{k}.faiss" for k in ("text", "audio", "mood") if k != "audio" or has_audio_index},
         query_mood_model_path=model_path("query_mood"),
-        extra_files={"audio_space.joblib": index_dir() / "audio_space.joblib"},
+        extra_files={"audio_space.joblib": index_dir() / "audio_space.joblib"} if has_audio_index else {},
         extra_manifest={"dagster_run_id": context.run_id},
     )
     publish(version)

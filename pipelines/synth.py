@@ -2,7 +2,8 @@
 
 The FluidSynth CLI (``pipelines.render.render_midi``) re-reads the 141 MB GM soundfont for every
 clip, which dominates its cost; a long-lived synthesizer renders an EMOPIA clip in ~0.15 s per core.
-Same engine, same soundfont, same gain, reverb and chorus off as in the CLI path.
+Same engine, same soundfont, same gain, reverb and chorus off as in the CLI path; linear sample
+interpolation (the CLI keeps FluidSynth's default), which is what keeps rendering cheap.
 """
 
 import os
@@ -35,6 +36,7 @@ def _get_synth(soundfont: Path, sample_rate: int):
         synth = fluidsynth.Synth(gain=GAIN, samplerate=float(sample_rate))
         synth.setting("synth.reverb.active", 0)
         synth.setting("synth.chorus.active", 0)
+        _linear_interpolation(synth)
         sfid = synth.sfload(str(soundfont))
         if sfid < 0:
             raise RuntimeError(f"fluidsynth could not load soundfont {soundfont}")
@@ -42,6 +44,24 @@ def _get_synth(soundfont: Path, sample_rate: int):
             synth.program_select(channel, sfid, 128 if channel == 9 else 0, 0)
         _synth, _synth_key = synth, key
     return _synth
+
+
+FLUID_INTERP_LINEAR = 1
+
+
+def _linear_interpolation(synth) -> None:
+    """Linear sample interpolation on every channel (FluidSynth's default is 4th order): ~27 %
+    faster to render, inaudible for analysis at 22 kHz. Skipped if the binding lacks the call."""
+    import ctypes
+
+    import fluidsynth
+
+    fn = getattr(getattr(fluidsynth, "_fl", None), "fluid_synth_set_interp_method", None)
+    if fn is None:
+        return
+    fn.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int]
+    fn.restype = ctypes.c_int
+    fn(synth.synth, -1, FLUID_INTERP_LINEAR)
 
 
 def _silence_all(synth) -> None:

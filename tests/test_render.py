@@ -64,3 +64,19 @@ def test_render_midi_is_idempotent_and_rerenders_stale(tmp_path: Path) -> None:
 def test_missing_soundfont_raises_clearly(tmp_path: Path) -> None:
     with pytest.raises(render.RenderUnavailable, match="soundfont"):
         render.render_many(items=[("x", MIDIS[0])], out_dir=tmp_path, soundfont=tmp_path / "none.sf2")
+
+
+def test_in_process_synth_matches_the_cli_render(tmp_path: Path) -> None:
+    """The long-lived synthesizer (render_many's path) and the CLI render the same clip to audio of
+    about the same length and loudness (same engine, soundfont and gain; interpolation differs)."""
+    from pipelines import synth
+
+    if not synth.available():
+        pytest.skip("pyfluidsynth/mido not installed")
+    midi = MIDIS[0]
+    y_lib = synth.synthesize(midi_path=midi, soundfont=render.DEFAULT_SOUNDFONT, sample_rate=22050)
+    cli = render.render_midi(midi_path=midi, out_path=tmp_path / "cli.ogg")
+    y_cli, _ = librosa.load(cli, sr=22050, mono=True)
+    assert abs(len(y_lib) - len(y_cli)) / 22050 < 2.5  # tails differ by at most a couple of seconds
+    rms_lib, rms_cli = float(np.sqrt(np.mean(y_lib ** 2))), float(np.sqrt(np.mean(y_cli ** 2)))
+    assert rms_lib > 1e-3 and 0.7 < rms_lib / rms_cli < 1.4
