@@ -41,7 +41,7 @@ run: materialize
 ui: install $(DAGSTER_HOME)/dagster.yaml
 	$(VENV)/bin/dagster dev -w workspace.yaml -h $(HOST) -p $(UI_PORT)
 
-test: install
+test: install $(DAGSTER_HOME)/dagster.yaml
 	$(VENV)/bin/python -m pytest -q
 
 clean-store:

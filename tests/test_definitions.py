@@ -45,8 +45,12 @@ def test_definitions_lineage_and_checks() -> None:
     assert defs.get_schedule_def("link_recheck_daily")
 
 
-def test_dagster_definitions_validate_cli() -> None:
+def test_dagster_definitions_validate_cli(tmp_path) -> None:
+    import os
+
     exe = Path(sys.executable).parent / "dagster"
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path)}
+    (tmp_path / "dagster.yaml").write_text((REPO / "dagster.yaml").read_text())
     out = subprocess.run([str(exe), "definitions", "validate", "-w", str(REPO / "workspace.yaml")],
-                         cwd=REPO, capture_output=True, text=True, timeout=600)
+                         cwd=REPO, capture_output=True, text=True, timeout=600, env=env)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
