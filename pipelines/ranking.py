@@ -69,6 +69,8 @@ ARTIST_WINDOW = 3  # at most one track per artist in any window of this many res
 POPULAR_QUANTILE = 0.99  # top 1 % most played get the popularity penalty
 MOOD_MAX_DIST = 2.0 * math.sqrt(2.0)  # diameter of [-1, 1]²
 STRONG_AFFECT = 0.45  # |valence| or |arousal| (lexicon, [-1, 1]) that marks a mood word
+MODEL_MOOD_STRENGTH = 0.3  # query-mood model: |valence| or |arousal| that makes a query a mood query…
+MODEL_MOOD_CONFIDENCE = 0.45  # …when the model is at least this confident
 # Words that are about music itself; the lexicons rate some of them ("music" has valence 0.74)
 # but they say nothing about the mood a user wants.
 MUSIC_GENERIC = frozenset(
@@ -283,6 +285,11 @@ class Recommender:
         emb = np.asarray(self.encoder([query]), dtype=np.float32).reshape(1, -1)
         v, a, c = (float(x) for x in np.asarray(self.query_mood.predict([query], embeddings=emb))[0])
         qtype, matched = self.detect_query_type(query)
+        if qtype == "default" and c >= MODEL_MOOD_CONFIDENCE and max(abs(v), abs(a)) >= MODEL_MOOD_STRENGTH:
+            # No lexicon word fired, but the learned query-mood model is confident the text carries
+            # a clear mood ("i miss my ex"): weight it as a mood query.
+            qtype = "mood"
+            matched = {**matched, "mood_model": [f"valence {v:+.2f}, arousal {a:+.2f}, confidence {c:.2f}"]}
         return QueryUnderstanding(
             embedding=emb[0], valence=float(np.clip(v, -1, 1)), arousal=float(np.clip(a, -1, 1)),
             confidence=float(np.clip(c, 0, 1)), query_type=qtype, matched=matched,

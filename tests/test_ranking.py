@@ -79,6 +79,28 @@ def test_query_type_from_corpus_lexicons(rec) -> None:
     assert rec.detect_query_type("Songs Like Nothing Else")[0] != "artist"
 
 
+class _FixedMood:
+    """A query-mood predictor that always answers one (valence, arousal, confidence): a test double
+    for the threshold rule only (the real model is tested in test_querymood.py)."""
+
+    def __init__(self, v: float, a: float, c: float) -> None:
+        self.row = np.array([[v, a, c]])
+
+    def predict(self, texts, *, embeddings=None):
+        return np.repeat(self.row, len(texts), axis=0)
+
+
+def test_confident_model_mood_makes_a_default_query_a_mood_query(bundle_dir) -> None:
+    bundle = B.load_bundle(bundle_dir)
+    for (v, a, c), expected in [((-0.6, -0.1, 0.8), "mood"), ((-0.6, -0.1, 0.2), "default"), ((0.05, 0.1, 0.9), "default")]:
+        r = ranking.Recommender(bundle, query_mood=_FixedMood(v, a, c))
+        try:
+            qu = r.understand("xyzzy plugh")  # no lexicon word: only the model can make it a mood query
+            assert qu.query_type == expected, (v, a, c)
+        finally:
+            r.close()
+
+
 def test_full_recommendation(rec) -> None:
     res = rec.recommend(ranking.RecommendRequest(query="sad mellow piano ballad", top_k=15))
     assert len(res.results) == 15 and res.query_type == "mood"
