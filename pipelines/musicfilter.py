@@ -29,8 +29,10 @@ default is music; a track is called non-music only on explicit evidence:
    but pulse 0.45); the robin (0.20, 0.57) does not, so it is caught by its text only. The
    speech/music rule of thumb "high ZCR variance + many low-energy frames" did *not* separate these
    clips (the drum+bass and trumpet clips have a higher ``zcr_std`` than the readings), so those two
-   values are only reported in the reason, not used to decide. The thresholds were set on 14 + 28
-   clips: treat them as a starting point, not a calibrated model.
+   values are only reported in the reason, not used to decide. A third condition keeps sparse solo
+   piano (see ``CHROMA_STD_MIN``): pitch content that moves (``chroma_std > 0.30``) or speech-rate
+   onsets (``onset_rate > 3.8``/s) must come with the weak pulse and key. The thresholds were set
+   on 14 + 28 + 990 clips: treat them as a starting point, not a calibrated model.
 3. Order: a text non-music verdict wins; then music evidence in the text (a genre or a music word)
    overrides a non-music audio verdict (an ambient drone can lack pulse and key); then audio; then
    the default, music.
@@ -51,8 +53,17 @@ PULSE_CLARITY = "pulse_clarity"
 KEY_STRENGTH = "key_strength"
 ZCR_STD = "zcr_std"
 RMS_LOW_ENERGY_RATIO = "rms_low_energy_ratio"
+CHROMA_STD = "chroma_std"
+ONSET_RATE = "onset_rate"
 PULSE_MAX = 0.15
 KEY_MAX = 0.5
+# Third condition (added after the full EMOPIA render): sparse, rubato solo piano also has weak
+# pulse and key (11 of 990 EMOPIA clips fell inside the first two thresholds), but its pitch
+# content holds still (chroma_std ≤ 0.30 on all 990) and its onsets are few (≤ 3.7/s); speech and
+# animal sounds smear across pitch classes (chroma_std 0.30–0.35) or, for speech, fire 3.9–4.9
+# onsets/s. Non-music needs one of those two as well.
+CHROMA_STD_MIN = 0.30
+ONSET_RATE_MIN = 3.8
 
 
 @dataclass(frozen=True)
@@ -188,7 +199,9 @@ def _audio_verdict(feat: dict[str, float | None] | None) -> tuple[bool | None, s
     pulse, key = feat.get(PULSE_CLARITY), feat.get(KEY_STRENGTH)
     if pulse is None or key is None:
         return None, None
-    if pulse < PULSE_MAX and key < KEY_MAX:
+    chroma_std, onsets = feat.get(CHROMA_STD), feat.get(ONSET_RATE)
+    smeared = chroma_std is None or onsets is None or chroma_std > CHROMA_STD_MIN or onsets > ONSET_RATE_MIN
+    if pulse < PULSE_MAX and key < KEY_MAX and smeared:
         zcr_std, low = feat.get(ZCR_STD), feat.get(RMS_LOW_ENERGY_RATIO)
         kind = ""
         if zcr_std is not None and low is not None:
@@ -206,7 +219,7 @@ def classify_music(*, tracks: pl.DataFrame, audio_features: pl.DataFrame | None)
     cols = [c for c in _TEXT_COLUMNS if c in tracks.columns]
     feats: dict[str, dict[str, float | None]] = {}
     if audio_features is not None and audio_features.height and {PULSE_CLARITY, KEY_STRENGTH} <= set(audio_features.columns):
-        keep = [c for c in (TRACK_ID, PULSE_CLARITY, KEY_STRENGTH, ZCR_STD, RMS_LOW_ENERGY_RATIO)
+        keep = [c for c in (TRACK_ID, PULSE_CLARITY, KEY_STRENGTH, ZCR_STD, RMS_LOW_ENERGY_RATIO, CHROMA_STD, ONSET_RATE)
                 if c in audio_features.columns]
         feats = {r[TRACK_ID]: r for r in audio_features.select(keep).iter_rows(named=True)}
 

@@ -103,3 +103,25 @@ def test_genre_overrides_audio_and_missing_features(librosa_crawl, librosa_featu
     no_cols = librosa_features.select(S.TRACK_ID, "tempo")
     out = _verdicts(classify_music(tracks=speech, audio_features=no_cols))
     assert out[SPEECH[0]] == (True, "default: no non-music evidence (a crawl of music sites)")
+
+
+def test_sparse_solo_piano_is_music_by_audio_alone(tmp_path):
+    """Three real EMOPIA clips (slow, rubato solo piano) whose pulse and key are as weak as speech:
+    with no text at all, the audio rule must still keep them (they were dropped before the
+    chroma/onset condition existed)."""
+    import shutil
+
+    from pipelines.audio import extract_many
+    from pipelines.render import DEFAULT_SOUNDFONT, render_many
+
+    if shutil.which("fluidsynth") is None or not DEFAULT_SOUNDFONT.is_file():
+        pytest.skip("fluidsynth or the GM soundfont is not installed")
+    clips = ["Q3_IH2KrGjKXw0_0", "Q3_0wRQRwnQiqY_0", "Q3_iRu9KQvbtVw_0"]
+    rendered = render_many(items=[(c, DATA_DIR / "emopia" / "midis" / f"{c}.mid") for c in clips],
+                           out_dir=tmp_path, workers=2)
+    feats = extract_many(items=list(zip(rendered["clip_id"], rendered["audio_path"])), workers=1)
+    assert feats["audio_error"].null_count() == len(clips)
+    assert (feats["pulse_clarity"] < 0.15).sum() >= 2  # the hard case: weak pulse…
+    tracks = pl.DataFrame({S.TRACK_ID: clips})
+    out = classify_music(tracks=tracks, audio_features=feats)
+    assert out[S.IS_MUSIC].to_list() == [True] * len(clips), out[S.MUSIC_REASON].to_list()
