@@ -3,7 +3,10 @@
 import math
 
 import polars as pl
-from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
+from dagster import (
+    AssetCheckResult, AssetCheckSeverity, AssetExecutionContext, MaterializeResult, MetadataValue, asset,
+    asset_check,
+)
 
 from assets.common import counts_md, load, null_rates, value_counts
 from assets.settings import MoodscapeSettings
@@ -109,6 +112,7 @@ def track_link_status(context: AssetExecutionContext, settings: MoodscapeSetting
     checked = check_links(todo, config=config, progress=settings.progress) if todo else empty_history()
     history = pl.concat([history, checked.select(list(history.columns)).cast(dict(history.schema))], how="vertical")
     write_table(history, history_path)
+    write_table(checked, table_path("link_check_last_run"))
     status = current_status(tracks=tracks, history=history)
     write_table(status, table_path("track_link_status"))
     return MaterializeResult(metadata={
@@ -162,6 +166,11 @@ def music_tracks(context: AssetExecutionContext) -> MaterializeResult:
     verdict = classify_music(tracks=tracks, audio_features=feats.filter(pl.col(S.AUDIO_ERROR).is_null()))
     status = load("track_link_status").select(S.TRACK_ID, S.URL_STATUS, S.HTTP_CODE, S.FINAL_URL)
     joined = tracks.join(verdict, on=S.TRACK_ID, how="left").join(status, on=S.TRACK_ID, how="left")
+    # MOVED links keep their new address (the crawled one stays in permalink_url_original).
+    joined = joined.with_columns(pl.col(S.PERMALINK_URL).alias("permalink_url_original")).with_columns(
+        pl.when((pl.col(S.URL_STATUS) == "MOVED") & pl.col(S.FINAL_URL).is_not_null())
+        .then(pl.col(S.FINAL_URL)).otherwise(pl.col(S.PERMALINK_URL)).alias(S.PERMALINK_URL)
+    )
     music = joined.filter(pl.col(S.IS_MUSIC).fill_null(True))
     rejected = joined.filter(~pl.col(S.IS_MUSIC).fill_null(True))
     write_table(music, table_path("music_tracks"))
@@ -172,3 +181,23 @@ def music_tracks(context: AssetExecutionContext) -> MaterializeResult:
         "non_music_examples": MetadataValue.md("\n".join(
             f"- `{r[S.TRACK_ID]}`: {r[S.MUSIC_REASON]}" for r in rejected.head(20).iter_rows(named=True)) or "none"),
     })
+
+
+# Reasons that say nothing about the link itself (no request was made).
+_NOT_A_CHECK = ("offline", "no_url", "not_checked_yet", "deadline")
+MAX_ERROR_FRACTION = 0.5
+
+
+@asset_check(asset=track_link_status, description="warns when most of the last run's checks ended in network errors (UNKNOWN), e.g. no network or a blocked crawler")
+def link_check_error_rate() -> AssetCheckResult:
+    path = table_path("link_check_last_run")
+    last = read_table(path) if path.exists() else empty_history()
+    run = last.filter(~pl.col(S.REASON).fill_null("").is_in(_NOT_A_CHECK))
+    if run.height == 0:
+        return AssetCheckResult(passed=True, metadata={"checked": 0, "note": "no request was made (offline or nothing due)"})
+    errors = run.filter(pl.col(S.URL_STATUS) == "UNKNOWN").height
+    fraction = errors / run.height
+    return AssetCheckResult(
+        passed=fraction <= MAX_ERROR_FRACTION, severity=AssetCheckSeverity.WARN,
+        metadata={"checked": run.height, "unknown": errors, "unknown_fraction": round(fraction, 4), "threshold": MAX_ERROR_FRACTION},
+    )

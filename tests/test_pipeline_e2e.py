@@ -75,7 +75,7 @@ def test_graph_materializes_and_publishes(built_store) -> None:
     assert manifest["counts"]["tracks"] == tracks.height
     assert manifest["indices"]["text"]["dims"] == 384
     checks = [e for e in result.get_asset_check_evaluations()]
-    assert {c.check_name for c in checks} == {"text_index_recall", "audio_index_recall", "mood_index_recall"}
+    assert {c.check_name for c in checks} == {"text_index_recall", "audio_index_recall", "mood_index_recall", "link_check_error_rate"}
     assert all(c.passed for c in checks)
 
 
