@@ -21,7 +21,7 @@ link_recheck_job = define_asset_job("recheck_links", selection=AssetSelection.as
 link_recheck_schedule = ScheduleDefinition(
     name="link_recheck_daily", job=link_recheck_job, cron_schedule="0 3 * * *",
     default_status=DefaultScheduleStatus.STOPPED,
-    description="Daily re-check of the stalest permalinks (bounded by the link-check budget).",
+    description="Daily re-check of the links that are due (VALID/MOVED/DEAD after 30 days, REQUIRES_AUTH after 7, UNKNOWN after 1 day with doubling backoff), within the per-run budget.",
 )
 
 defs = Definitions(
