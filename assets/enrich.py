@@ -1,5 +1,7 @@
 """Embed track text, impute missing metadata, impute audio features where no audio exists."""
 
+from datetime import datetime, timezone
+
 import numpy as np
 import polars as pl
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
@@ -10,8 +12,12 @@ from assets.settings import MoodscapeSettings
 from pipelines import schema as S
 from pipelines.audio import FEATURE_COLUMNS
 from pipelines.embedding import EMBEDDING_DIM, MODEL_NAME, embed_texts
+from pipelines.genreimpute import GENRE_CONFIDENCE, impute_genres
 from pipelines.imputation import impute_audio_features, impute_metadata
-from pipelines.store import array_path, read_array, table_path, write_array, write_table
+from pipelines.metafeatures import metadata_features, null_rate_table
+from pipelines.tagvocab import build_vocabulary, tags_from_text
+from pipelines.schema import GENRE_SOURCE
+from pipelines.store import DATA_DIR, array_path, read_array, table_path, write_array, write_table
 from pipelines.textdoc import add_text_docs
 
 
@@ -44,21 +50,75 @@ def text_embeddings(context: AssetExecutionContext, settings: MoodscapeSettings)
     })
 
 
-@asset(group_name="heal", deps=[music_tracks, text_embeddings], compute_kind="faiss")
+@asset(group_name="heal", deps=[music_tracks, text_embeddings], compute_kind="scikit-learn")
 def imputed_metadata(context: AssetExecutionContext) -> MaterializeResult:
-    """Music tracks with genre and tags imputed by similarity-weighted kNN votes over text embeddings.
+    """Music tracks with genre, tags and metadata features healed, every filled value flagged.
 
-    Every filled value says so (``genre_source`` / ``tags_source`` = imputed, with a confidence);
-    descriptions are not imputed.
+    Genre: observed → the artist's most common genre → similarity-weighted kNN votes of text
+    neighbours → the majority genre of the track's k-means text cluster → left null
+    (``genre_source`` = unknown). Tags: kNN votes, else TF-IDF n-grams of the track's own text
+    fuzzy-matched to a music-tag vocabulary built from MTG-Jamendo and MusicCaps. Descriptions
+    are not synthesised. Plus release year, era, recency, popularity tier, artist statistics,
+    metadata richness and text length.
     """
     tracks = load("music_tracks")
     table, vectors = load_text_embeddings()
     if table.get_column(S.TRACK_ID).to_list() != tracks.get_column(S.TRACK_ID).to_list():
         raise ValueError("text_embeddings is not aligned with music_tracks: re-materialize text_embeddings")
     tracks = tracks.with_columns(table.get_column(S.TEXT_DOC))
-    out, metrics = impute_metadata(tracks=tracks, text_vectors=vectors, has_text=table.get_column("has_text").to_numpy())
+    before = tracks
+    has_text = table.get_column("has_text").to_numpy()
+    ids = tracks.get_column(S.TRACK_ID).to_list()
+    observed = tracks.get_column(S.GENRE).to_list()
+    chain = impute_genres(track_ids=ids, artists=tracks.get_column(S.ARTIST).to_list(), genres=observed,
+                          vectors=np.where(has_text[:, None], vectors, 0.0), k=min(20, max(1, int(has_text.sum()))))
+    chain_src = chain.get_column(GENRE_SOURCE).to_list()
+    chain_genre = chain.get_column(S.GENRE).to_list()
+    chain_conf = chain.get_column(GENRE_CONFIDENCE).to_list()
+    # 1. artist step first (the issue's order), then kNN votes, then clusters.
+    step1 = [g if src == "artist" else o for g, src, o in zip(chain_genre, chain_src, observed)]
+    out, metrics = impute_metadata(tracks=tracks.with_columns(pl.Series(S.GENRE, step1, dtype=pl.Utf8)),
+                                   text_vectors=vectors, has_text=has_text)
+    genre, source, conf = out.get_column(S.GENRE).to_list(), out.get_column(S.GENRE_SOURCE).to_list(), out.get_column(GENRE_CONFIDENCE).to_list()
+    for i, src in enumerate(chain_src):
+        if src == "artist":
+            source[i], conf[i] = "artist", chain_conf[i]
+        elif genre[i] is None and src == "cluster":
+            genre[i], source[i], conf[i] = chain_genre[i], "cluster", chain_conf[i]
+        elif genre[i] is None:
+            source[i] = "unknown"
+        elif source[i] == "imputed":
+            source[i] = "knn"
+    out = out.with_columns(
+        pl.Series(S.GENRE, genre, dtype=pl.Utf8), pl.Series(S.GENRE_SOURCE, source, dtype=pl.Utf8),
+        pl.Series(GENRE_CONFIDENCE, conf, dtype=pl.Float64),
+    )
+    # Tags from the track's own words where neither the crawl nor the neighbours gave any.
+    need = [i for i, t in enumerate(out.get_column(S.TAGS).to_list()) if not t]
+    texts = [" ".join(x for x in (r[S.TITLE], r[S.DESCRIPTION], r[S.VIBE_TEXT]) if x) for r in out.select(S.TITLE, S.DESCRIPTION, S.VIBE_TEXT).iter_rows(named=True)]
+    found = tags_from_text(texts=[texts[i] for i in need], vocabulary=build_vocabulary(data_dir=DATA_DIR)) if need else []
+    tags, tags_src = out.get_column(S.TAGS).to_list(), out.get_column(S.TAGS_SOURCE).to_list()
+    for i, got in zip(need, found):
+        if got:
+            tags[i], tags_src[i] = ", ".join(got), "text_match"
+    out = out.with_columns(pl.Series(S.TAGS, tags, dtype=pl.Utf8), pl.Series(S.TAGS_SOURCE, tags_src, dtype=pl.Utf8))
+    feats = metadata_features(tracks=out, now_year=datetime.now(timezone.utc).year)
+    out = out.join(feats, on=S.TRACK_ID, how="left")
     write_table(out, table_path("imputed_metadata"))
-    return MaterializeResult(metadata={**metrics, "tracks": out.height})
+    nulls = null_rate_table(before=before, after=out, columns=[S.GENRE, S.TAGS, S.DESCRIPTION, S.YEAR, S.ARTIST, S.TITLE])
+    return MaterializeResult(metadata={
+        **metrics, "tracks": out.height,
+        "genre_source": MetadataValue.json({str(k): int(v) for k, v in out.get_column(S.GENRE_SOURCE).fill_null("null").value_counts().iter_rows()}),
+        "tags_source": MetadataValue.json({str(k): int(v) for k, v in out.get_column(S.TAGS_SOURCE).fill_null("null").value_counts().iter_rows()}),
+        "null_rates": MetadataValue.md(_md_table(nulls)),
+    })
+
+
+def _md_table(df: pl.DataFrame) -> str:
+    rows = ["| " + " | ".join(df.columns) + " |", "|" + "---|" * len(df.columns)]
+    for r in df.iter_rows():
+        rows.append("| " + " | ".join(f"{v:.3f}" if isinstance(v, float) else str(v) for v in r) + " |")
+    return "\n".join(rows)
 
 
 @asset(group_name="audio", deps=[imputed_metadata, audio_features, text_embeddings], compute_kind="numpy")

@@ -171,6 +171,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workdir", help="keep the evaluation store here instead of a temp folder")
     p.add_argument("--json", action="store_true", help="print the report as one JSON line")
     p.set_defaults(func=cmd_evaluate)
+
+    from moodscape import healcli
+
+    healcli.register(sub)  # ingest, check-links
     return parser
 
 

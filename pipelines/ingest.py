@@ -92,8 +92,18 @@ _PLAIN_INT = re.compile(r"^\+?\d+$")
 _INTEGRAL_FLOAT = re.compile(r"^\+?(\d+)\.0*$")
 
 
+INT64_MAX = 2**63 - 1
+
+
 def _parse_int(value: Any) -> int | None:
-    """Unambiguous non-negative integer, or raise ValueError. None stays None."""
+    """Unambiguous non-negative integer that fits Int64, or raise ValueError. None stays None."""
+    out = _parse_int_unbounded(value)
+    if out is not None and out > INT64_MAX:
+        raise ValueError
+    return out
+
+
+def _parse_int_unbounded(value: Any) -> int | None:
     if isinstance(value, bool):
         raise ValueError
     if isinstance(value, int):
@@ -372,7 +382,10 @@ def decode_bytes(*, data: bytes) -> tuple[str, str, str]:
     if data.startswith(b"\xef\xbb\xbf"):
         return data[3:].decode("utf-8", errors="strict"), "utf-8-sig", "UTF-8 with byte-order mark"
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        return data.decode("utf-16"), "utf-16", "UTF-16 byte-order mark"
+        try:
+            return data.decode("utf-16"), "utf-16", "UTF-16 byte-order mark"
+        except UnicodeDecodeError as exc:
+            raise IngestError(f"file starts with a UTF-16 byte-order mark but is not valid UTF-16: {exc}") from exc
     try:
         return data.decode("utf-8"), "utf-8", "valid UTF-8"
     except UnicodeDecodeError as exc:
@@ -394,11 +407,18 @@ def decode_bytes(*, data: bytes) -> tuple[str, str, str]:
     return data.decode("latin-1"), "latin-1", f"{why}; charset-normalizer found no encoding; decoded as latin-1 (every byte maps; accented characters may be wrong)"
 
 
+def _decode_file(path: Path, data: bytes) -> tuple[str, str, str]:
+    try:
+        return decode_bytes(data=data)
+    except IngestError as exc:
+        raise IngestError(f"{path}: {exc}") from exc
+
+
 def _csv_records(path: Path) -> tuple[list[tuple[int, dict, dict | None, str | None]], list[str], list[str], str, str]:
     data = path.read_bytes()
     if not data.strip():
         raise IngestError(f"{path}: file is empty")
-    text, encoding, note = decode_bytes(data=data)
+    text, encoding, note = _decode_file(path, data)
     first_line = text.split("\n", 1)[0]
     delimiter = "\t" if (path.suffix.lower() == ".tsv" or ("\t" in first_line and "," not in first_line)) else ","
     csv.field_size_limit(2**31 - 1)
@@ -424,7 +444,7 @@ def _csv_records(path: Path) -> tuple[list[tuple[int, dict, dict | None, str | N
 
 
 def _jsonl_records(path: Path) -> tuple[list[tuple[int, dict, dict | None, str | None]], list[str], list[str], str, str]:
-    text, encoding, note = decode_bytes(data=path.read_bytes())
+    text, encoding, note = _decode_file(path, path.read_bytes())
     records: list[tuple[int, dict, dict | None, str | None]] = []
     seen_cols: dict[str, None] = {}
     parsed_rows: list[tuple[int, Any, str | None, str]] = []

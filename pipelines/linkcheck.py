@@ -325,10 +325,13 @@ class LinkChecker:
                 try:
                     body = b""
                     if method == "GET" and self.config.max_body_bytes > 0:
-                        async for chunk in response.aiter_raw():
-                            body += chunk
-                            if len(body) >= self.config.max_body_bytes:
-                                break
+                        try:
+                            async for chunk in response.aiter_raw():
+                                body += chunk
+                                if len(body) >= self.config.max_body_bytes:
+                                    break
+                        except (httpx.TimeoutException, httpx.ReadError, httpx.RemoteProtocolError):
+                            pass  # the status line arrived: a stalled or cut body does not unmake it
                     return _Exchange(
                         status=response.status_code, headers=response.headers,
                         body=body[: self.config.max_body_bytes],
