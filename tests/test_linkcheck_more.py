@@ -18,11 +18,11 @@ from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import httpcore
 import httpx
 import pytest
 
 from pipelines.linkcheck import LinkCheckConfig, _same_resource, check_links
+from test_linkcheck import RecordingBackend  # one recording backend for both link-check suites
 from pipelines.schema import FINAL_URL, HTTP_CODE, REASON, URL_STATUS
 
 Route = Callable[["_Handler"], None]
@@ -254,26 +254,6 @@ def server(cert: tuple[Path, Path] | None) -> Iterator[_Server]:
         yield srv
     finally:
         _stop(srv)
-
-
-class RecordingBackend(httpcore.AsyncNetworkBackend):
-    """httpcore's anyio backend, recording every (host, port) a socket is opened to."""
-
-    def __init__(self) -> None:
-        self.inner = httpcore.AnyIOBackend()
-        self.connects: list[tuple[str, int]] = []
-
-    async def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):  # noqa: ANN001, ANN201
-        self.connects.append((host, port))
-        return await self.inner.connect_tcp(
-            host, port, timeout=timeout, local_address=local_address, socket_options=socket_options,
-        )
-
-    async def connect_unix_socket(self, path, timeout=None, socket_options=None):  # noqa: ANN001, ANN201
-        raise AssertionError("no unix sockets")
-
-    async def sleep(self, seconds: float) -> None:
-        await self.inner.sleep(seconds)
 
 
 def _one(url: str, config: LinkCheckConfig = FAST, **kw) -> dict:  # noqa: ANN003
