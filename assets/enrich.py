@@ -13,7 +13,7 @@ from pipelines import schema as S
 from pipelines.audio import FEATURE_COLUMNS
 from pipelines.embedding import EMBEDDING_DIM, MODEL_NAME, embed_texts
 from pipelines.genreimpute import GENRE_CONFIDENCE, impute_genres
-from pipelines.imputation import impute_audio_features, impute_metadata
+from pipelines.imputation import fill_descriptions, impute_audio_features, impute_metadata
 from pipelines.metafeatures import metadata_features, null_rate_table
 from pipelines.tagvocab import build_vocabulary, tags_from_text
 from pipelines.schema import GENRE_SOURCE
@@ -57,8 +57,9 @@ def imputed_metadata(context: AssetExecutionContext) -> MaterializeResult:
     Genre: observed → the artist's most common genre → similarity-weighted kNN votes of text
     neighbours → the majority genre of the track's k-means text cluster → left null
     (``genre_source`` = unknown). Tags: kNN votes, else TF-IDF n-grams of the track's own text
-    fuzzy-matched to a music-tag vocabulary built from MTG-Jamendo and MusicCaps. Descriptions
-    are not synthesised. Plus release year, era, recency, popularity tier, artist statistics,
+    fuzzy-matched to a music-tag vocabulary built from MTG-Jamendo and MusicCaps. Description:
+    the track's vibe text, else a synthetic line flagged ``synthetic`` (display only: never
+    embedded, never counted as text evidence). Plus release year, era, recency, popularity tier, artist statistics,
     metadata richness and text length.
     """
     tracks = load("music_tracks")
@@ -102,6 +103,7 @@ def imputed_metadata(context: AssetExecutionContext) -> MaterializeResult:
         if got:
             tags[i], tags_src[i] = ", ".join(got), "text_match"
     out = out.with_columns(pl.Series(S.TAGS, tags, dtype=pl.Utf8), pl.Series(S.TAGS_SOURCE, tags_src, dtype=pl.Utf8))
+    out = fill_descriptions(tracks=out)  # after text_doc: synthetic text is never embedded
     feats = metadata_features(tracks=out, now_year=datetime.now(timezone.utc).year)
     out = out.join(feats, on=S.TRACK_ID, how="left")
     write_table(out, table_path("imputed_metadata"))
@@ -109,6 +111,7 @@ def imputed_metadata(context: AssetExecutionContext) -> MaterializeResult:
     return MaterializeResult(metadata={
         **metrics, "tracks": out.height,
         "genre_source": MetadataValue.json({str(k): int(v) for k, v in out.get_column(S.GENRE_SOURCE).fill_null("null").value_counts().iter_rows()}),
+        "description_source": MetadataValue.json({str(k): int(v) for k, v in out.get_column(S.DESCRIPTION_SOURCE).fill_null("null").value_counts().iter_rows()}),
         "tags_source": MetadataValue.json({str(k): int(v) for k, v in out.get_column(S.TAGS_SOURCE).fill_null("null").value_counts().iter_rows()}),
         "null_rates": MetadataValue.md(_md_table(nulls)),
     })

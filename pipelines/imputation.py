@@ -204,3 +204,38 @@ def impute_audio_features(
             conf[has] = np.clip(mean_sim, 0.0, 1.0) * (0.5 if len(text_rows) < 100 else 0.8)
     raw = pred * sd + mu
     return AudioImputationResult(list(target_ids), raw.astype(np.float64), source, conf.astype(np.float64), validation)
+
+
+def fill_descriptions(*, tracks: pl.DataFrame) -> pl.DataFrame:
+    """Descriptions where the crawl has none: the track's own vibe text (``vibe_text``), else a
+    synthetic line from its metadata ("A rock track by X from 1999") flagged ``synthetic``.
+
+    Synthetic descriptions are display text only: they restate metadata the track already has, are
+    never embedded (``text_doc`` is built from observed text before this runs) and never count as
+    text evidence. Tracks with neither genre nor artist nor year stay null.
+    """
+    desc = tracks.get_column(S.DESCRIPTION).to_list()
+    source = tracks.get_column(S.DESCRIPTION_SOURCE).to_list() if S.DESCRIPTION_SOURCE in tracks.columns else [
+        ("observed" if d else None) for d in desc]
+    vibe = tracks.get_column(S.VIBE_TEXT).to_list()
+    genre = tracks.get_column(S.GENRE).to_list()
+    artist = tracks.get_column(S.ARTIST).to_list()
+    year = tracks.get_column(S.YEAR).to_list()
+    for i in range(len(desc)):
+        if desc[i]:
+            continue
+        if vibe[i] and vibe[i].strip():
+            desc[i], source[i] = vibe[i].strip(), "vibe_text"
+            continue
+        readable_artist = artist[i] if artist[i] and not artist[i].startswith("artist_") else None
+        if not (genre[i] or readable_artist or year[i]):
+            continue
+        text = f"A {genre[i]} track" if genre[i] else "A track"
+        if readable_artist:
+            text += f" by {readable_artist}"
+        if year[i]:
+            text += f" from {year[i]}"
+        desc[i], source[i] = text + ".", "synthetic"
+    return tracks.with_columns(
+        pl.Series(S.DESCRIPTION, desc, dtype=pl.Utf8), pl.Series(S.DESCRIPTION_SOURCE, source, dtype=pl.Utf8)
+    )
