@@ -1,8 +1,8 @@
 """Filling what the crawl and the audio lack, always with a recorded source and confidence.
 
 - Metadata: genre and tags of tracks without them, by similarity-weighted votes of their nearest
-  text neighbours (MiniLM) that do have them. Descriptions are not imputed (a generated sentence
-  would be presented as information nobody wrote); ``description_source`` says "observed" or null.
+  text neighbours (MiniLM) that do have them. Descriptions fall back to the track's vibe text, else
+  a synthetic line restating its metadata, flagged ``synthetic`` (display only, never embedded).
 - Audio features for tracks without audio: an ensemble of (a) kNN over text embeddings restricted to
   tracks with real audio and (b) genre prototypes (mean audio vector per genre, global mean as the
   last resort). The members are weighted by their error on a held-out 10 % of real-audio tracks.
