@@ -19,7 +19,8 @@ from pipelines.linkcheck import LinkCheckConfig, check_links
 from pipelines.linkstatus import current_status, empty_history, plan_checks
 from pipelines.musicfilter import classify_music
 from pipelines.render import render_many
-from pipelines.store import DATA_DIR, audio_dir, read_table, table_path, write_table
+from assets.inbox import crawl_batch
+from pipelines.store import DATA_DIR, audio_dir, batch_table_paths, read_table, table_path, write_table
 
 CRAWL_QUALITY_COLUMNS = [S.TITLE, S.ARTIST, S.YEAR, S.GENRE, S.TAGS, S.DESCRIPTION, S.PLAYBACK_COUNT, S.PERMALINK_URL]
 
@@ -65,12 +66,13 @@ def _preview(df: pl.DataFrame, n: int = 5) -> str:
     return "\n".join(rows)
 
 
-@asset(group_name="ingest", deps=[emopia_audio], compute_kind="polars")
+@asset(group_name="ingest", deps=[emopia_audio, crawl_batch], compute_kind="polars")
 def raw_tracks(context: AssetExecutionContext, settings: MoodscapeSettings) -> MaterializeResult:
     """The crawl, ingested: typed columns, stable track ids, duplicates merged, bad rows quarantined.
 
     Source: the file named by ``MOODSCAPE_CRAWL`` (CSV / Parquet / JSON Lines) or, by default, the
-    bundled demo corpus (MusicCaps, MTG-Jamendo, EMOPIA rendered clips, immich, librosa clips).
+    bundled demo corpus (MusicCaps, MTG-Jamendo, EMOPIA rendered clips, immich, librosa clips),
+    plus every crawl batch ingested from the inbox (duplicates across them merged).
     """
     if settings.crawl:
         result = ingest(path=settings.crawl)
@@ -83,6 +85,14 @@ def raw_tracks(context: AssetExecutionContext, settings: MoodscapeSettings) -> M
         crawl = crawl.filter((pl.col(S.SOURCE) != "emopia") | pl.col(S.AUDIO_PATH).is_not_null())
         result = ingest_frame(df=crawl, source_name="demo")
         source = "bundled demo corpus"
+    batches = [read_table(p) for p in batch_table_paths("crawl_batches")]
+    if batches:
+        base_stats = result.stats
+        merged = ingest_frame(df=pl.concat([result.tracks, *batches], how="diagonal_relaxed"), source_name="batches")
+        result = type(result)(tracks=merged.tracks, quarantine=pl.concat([result.quarantine, merged.quarantine], how="diagonal_relaxed"),
+                              stats={**base_stats, "batches": len(batches), "rows_after_batches": merged.tracks.height,
+                                     "batch_duplicates_merged": merged.stats.get("duplicates_merged", 0)})
+        source += f" + {len(batches)} inbox batch(es)"
     write_table(result.tracks, table_path("raw_tracks"))
     write_table(result.quarantine, table_path("quarantine"))
     context.log.info(f"ingested {result.stats}")

@@ -32,7 +32,7 @@ def cmd_materialize(args: argparse.Namespace) -> int:
     _prepare_env()
     from dagster import DagsterInstance, materialize
 
-    from assets.definitions import all_assets, all_checks
+    from assets.definitions import all_checks, graph_assets
     from assets.settings import MoodscapeSettings
 
     overrides = {"progress": not args.quiet}
@@ -42,7 +42,7 @@ def cmd_materialize(args: argparse.Namespace) -> int:
     print(f"materializing every asset into {store.store_root()} (Dagster home {os.environ['DAGSTER_HOME']})", flush=True)
     started = time.perf_counter()
     result = materialize(
-        [*all_assets, *all_checks], instance=DagsterInstance.get(), resources={"settings": settings},
+        [*graph_assets, *all_checks], instance=DagsterInstance.get(), resources={"settings": settings},
         raise_on_error=False,
     )
     elapsed = time.perf_counter() - started

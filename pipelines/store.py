@@ -142,3 +142,14 @@ def read_array(path: Path, *, mmap: bool = False):
     import numpy as np
 
     return np.load(path, mmap_mode="r" if mmap else None)
+
+
+def inbox_dir() -> Path:
+    """Crawl files dropped here are picked up by the inbox sensor (one batch partition per file)."""
+    return home() / "inbox"
+
+
+def batch_table_paths(name: str) -> list[Path]:
+    """Every partition file of a batch-partitioned table, sorted by name."""
+    folder = store_root() / "tables" / name
+    return sorted(folder.glob("*.parquet")) if folder.is_dir() else []

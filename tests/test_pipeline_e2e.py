@@ -34,12 +34,12 @@ def built_store(tmp_path_factory):
     mp.setenv("MOODSCAPE_HOME", str(home))
     from dagster import materialize
 
-    from assets.definitions import all_assets, all_checks
+    from assets.definitions import all_checks, graph_assets
     from assets.settings import MoodscapeSettings
 
     settings = MoodscapeSettings(crawl=str(crawl_path), offline=True, emopia_limit=16, workers=2, query_mood_train_limit=1500)
     # evaluation_report is exercised by tests/test_evaluate_cli.py (it builds stores of its own)
-    graph = [a for a in all_assets if "evaluation_report" not in {k.to_user_string() for k in a.keys}]
+    graph = [a for a in graph_assets if "evaluation_report" not in {k.to_user_string() for k in a.keys}]
     result = materialize([*graph, *all_checks], resources={"settings": settings})
     assert result.success
     yield home, crawl, result
