@@ -7,10 +7,8 @@ loopback address that is not allowed (127.0.0.2): BLOCKED, and the second server
 """
 
 import email.utils
-import shutil
 import socket
 import ssl
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -22,7 +20,7 @@ import httpx
 import pytest
 
 from pipelines.linkcheck import LinkCheckConfig, _same_resource, check_links
-from test_linkcheck import RecordingBackend  # one recording backend for both link-check suites
+from test_linkcheck import RecordingBackend, _make_cert  # shared with the first link-check suite
 from pipelines.schema import FINAL_URL, HTTP_CODE, REASON, URL_STATUS
 
 Route = Callable[["_Handler"], None]
@@ -223,19 +221,6 @@ FAST = LinkCheckConfig(
     read_timeout_s=0.3, total_timeout_s=3.0, backoff_base_s=0.01, backoff_cap_s=0.05,
     retry_after_cap_s=3.0, max_hops=5,
 )
-
-
-def _make_cert(tmp: Path) -> tuple[Path, Path] | None:
-    if shutil.which("openssl") is None:
-        return None
-    cert, key = tmp / "cert.pem", tmp / "key.pem"
-    cmd = [
-        "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-        "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1",
-        "-addext", "subjectAltName=IP:127.0.0.1",
-    ]
-    done = subprocess.run(cmd, capture_output=True, timeout=30, check=False)
-    return (cert, key) if done.returncode == 0 else None
 
 
 @pytest.fixture(scope="module")
