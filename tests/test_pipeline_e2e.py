@@ -144,3 +144,24 @@ def test_evaluate_command_on_a_tiny_corpus_with_audio(built_store, tmp_path) -> 
     assert "audio" in report["track_mood"]["by_source"]  # the clips' moods came from their audio
     assert report["latency_ms"]["full"]["p50"] > 0
     assert (out / "report.md").exists() and any(out.glob("*.png"))
+
+
+def test_a_crawl_with_audio_but_no_text_still_publishes(built_store, tmp_path) -> None:
+    """Nothing to put in the text index (no title, tags, description…): the empty index passes
+    its recall check, the store publishes, and moods come from the audio alone."""
+    from assets.evalstore import build_store_from_corpus
+    from pipelines.evalstore import BundleStoreHandle
+
+    home, _, _ = built_store
+    immich = democorpus.immich_rows(data_dir=DATA_DIR).head(6)
+    corpus = immich.select(S.TRACK_ID, S.AUDIO_PATH)  # audio only
+    folder = build_store_from_corpus(corpus=corpus, workdir=tmp_path / "w", offline=True, source_home=home)
+    handle = BundleStoreHandle(folder)
+    try:
+        moods = handle.track_moods()
+        assert moods.height == 6 and set(moods[S.MOOD_SOURCE].to_list()) == {"audio"}
+        ranked = handle.recommend(query="calm and peaceful", mode="full", top_k=5)
+        assert 1 <= len(ranked) <= 5 and set(ranked) <= set(corpus[S.TRACK_ID].to_list())
+        handle.recommend(query="calm and peaceful", mode="baseline", top_k=5)  # must not fail
+    finally:
+        handle.close()
