@@ -14,7 +14,6 @@ from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, ass
 from assets.mood import audio_mood_model, query_mood_model
 from assets.publish import published_store
 from assets.settings import MoodscapeSettings
-from pipelines import schema as S
 from pipelines.deveval import DEFAULT_DEV_EVAL, build_deezer, build_emobank
 from pipelines.store import home, store_root
 

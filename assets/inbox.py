@@ -5,7 +5,6 @@ run; ``raw_tracks`` unions the base crawl with every ingested batch (duplicates 
 so the next run of the graph serves the new tracks.
 """
 
-import polars as pl
 from dagster import (
     AssetExecutionContext, DefaultSensorStatus, DynamicPartitionsDefinition, MaterializeResult,
     RunRequest, SensorEvaluationContext, SensorResult, SkipReason, asset, define_asset_job, sensor,

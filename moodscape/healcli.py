@@ -14,7 +14,6 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-import polars as pl
 
 from pipelines import store
 from pipelines.schema import LINK_URL, PERMALINK_URL, TRACK_ID, URL_STATUS

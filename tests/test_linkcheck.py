@@ -55,24 +55,7 @@ class _Server(ThreadingHTTPServer):
             return [h[1] for h in self.hits]
 
     def finish_request(self, request, client_address) -> None:  # noqa: ANN001
-        # One port speaks both http and https: a TLS ClientHello starts with byte 0x16.
-        if self.tls_context is not None:
-            request.settimeout(5)
-            try:
-                first = request.recv(1, socket.MSG_PEEK)
-            except OSError:
-                return
-            if first == b"\x16":
-                try:
-                    request = self.tls_context.wrap_socket(request, server_side=True)
-                except (ssl.SSLError, OSError):
-                    return  # client refused our certificate
-                try:
-                    self.RequestHandlerClass(request, client_address, self)
-                finally:
-                    request.close()
-                return
-        self.RequestHandlerClass(request, client_address, self)
+        finish_maybe_tls(self, request, client_address, self.tls_context)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -212,6 +195,28 @@ def server(server_and_cert: tuple[_Server, Path | None]) -> _Server:
     srv = server_and_cert[0]
     srv.reset()
     return srv
+
+
+def finish_maybe_tls(server, request, client_address, tls_context: ssl.SSLContext | None) -> None:  # noqa: ANN001
+    """Serve one connection as https when it opens with a TLS ClientHello (byte 0x16), else http:
+    one loopback port speaks both, so scheme-only redirects can be tested for real."""
+    if tls_context is not None:
+        request.settimeout(5)
+        try:
+            first = request.recv(1, socket.MSG_PEEK)
+        except OSError:
+            return
+        if first == b"\x16":
+            try:
+                request = tls_context.wrap_socket(request, server_side=True)
+            except (ssl.SSLError, OSError):
+                return  # client refused our certificate
+            try:
+                server.RequestHandlerClass(request, client_address, server)
+            finally:
+                request.close()
+            return
+    server.RequestHandlerClass(request, client_address, server)
 
 
 class RecordingBackend(httpcore.AsyncNetworkBackend):

@@ -7,7 +7,6 @@ loopback address that is not allowed (127.0.0.2): BLOCKED, and the second server
 """
 
 import email.utils
-import socket
 import ssl
 import threading
 import time
@@ -20,7 +19,7 @@ import httpx
 import pytest
 
 from pipelines.linkcheck import LinkCheckConfig, _same_resource, check_links
-from test_linkcheck import RecordingBackend, _make_cert  # shared with the first link-check suite
+from test_linkcheck import RecordingBackend, _make_cert, finish_maybe_tls  # shared with the first link-check suite
 from pipelines.schema import FINAL_URL, HTTP_CODE, REASON, URL_STATUS
 
 Route = Callable[["_Handler"], None]
@@ -48,18 +47,7 @@ class _Server(ThreadingHTTPServer):
         return f"http://{host}:{port}"
 
     def finish_request(self, request, client_address) -> None:  # noqa: ANN001
-        if self.tls is not None:  # a TLS ClientHello starts with 0x16: speak TLS on the same port
-            request.settimeout(5)
-            try:
-                first = request.recv(1, socket.MSG_PEEK)
-            except OSError:
-                return
-            if first == b"\x16":
-                try:
-                    request = self.tls.wrap_socket(request, server_side=True)
-                except (ssl.SSLError, OSError):
-                    return
-        self.RequestHandlerClass(request, client_address, self)
+        finish_maybe_tls(self, request, client_address, self.tls)
 
 
 class _Handler(BaseHTTPRequestHandler):
