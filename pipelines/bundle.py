@@ -85,6 +85,16 @@ class Bundle:
     def __len__(self) -> int:
         return self.tracks.height
 
+    # Row access to the vectors goes through these two methods only, so the storage behind them
+    # (memory-mapped float32 today) can change without touching the ranking code.
+    def text_rows(self, ids: np.ndarray) -> np.ndarray:
+        """(len(ids), 384) float32 L2-normalised text vectors of row ids ``ids`` (int64)."""
+        return np.asarray(self.text_vectors[np.asarray(ids, dtype=np.int64)], dtype=np.float32)
+
+    def audio_rows(self, ids: np.ndarray) -> np.ndarray:
+        """(len(ids), d) float32 L2-normalised audio vectors of ``ids``; zero rows = no audio."""
+        return np.asarray(self.audio_vectors[np.asarray(ids, dtype=np.int64)], dtype=np.float32)
+
 
 def _l2_normalise(x: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(x, axis=1, keepdims=True)

@@ -254,8 +254,6 @@ class Recommender:
             tracks, mood_terms=load_moodtheme_terms() if mood_terms is None else mood_terms
         )
         n = tracks.height
-        self._text = np.asarray(bundle.text_vectors, dtype=np.float32)
-        self._audio = np.asarray(bundle.audio_vectors, dtype=np.float32)
         self._va = tracks.select(S.VALENCE, S.AROUSAL).to_numpy().astype(np.float32)
         self._mood_conf = np.nan_to_num(tracks[S.MOOD_CONFIDENCE].cast(pl.Float32).to_numpy(), nan=0.0)
         self._mood_conf = np.clip(self._mood_conf, 0.0, 1.0)
@@ -404,7 +402,7 @@ class Recommender:
         w = self._mood_conf[ids].astype(np.float64)
         if w.sum() <= 0:
             w = np.ones_like(w)
-        vec = (w[:, None] * self._audio[ids]).sum(0) / w.sum()
+        vec = (w[:, None] * b.audio_rows(ids)).sum(0) / w.sum()
         norm = np.linalg.norm(vec)
         return (vec / norm).astype(np.float32) if norm > 0 else None
 
@@ -438,9 +436,10 @@ class Recommender:
         query mood's confidence, so an uncertain mood counts less. The popularity penalty is subtracted for the top 1 % most played.
         """
         w = WEIGHTS[qu.query_type]
-        text_sim = np.clip(self._text[cand] @ qu.embedding, 0.0, 1.0)
+        b = self.bundle
+        text_sim = np.clip(b.text_rows(cand) @ qu.embedding, 0.0, 1.0)
         if audio_query is not None:
-            audio_sim = np.clip(self._audio[cand] @ audio_query, 0.0, 1.0)
+            audio_sim = np.clip(b.audio_rows(cand) @ audio_query, 0.0, 1.0)
             has_audio = self.bundle.has_audio[cand].astype(np.float32)
         else:
             audio_sim = np.zeros(len(cand), np.float32)
@@ -476,7 +475,7 @@ class Recommender:
             return np.zeros(0, dtype=np.int64)
         pool_n = min(len(cand), max(MMR_POOL_MIN, 5 * k))
         pool = np.argsort(-scores, kind="stable")[:pool_n]
-        vecs = self._text[cand[pool]]
+        vecs = self.bundle.text_rows(cand[pool])
         sim = vecs @ vecs.T  # (p, p)
         rel = scores[pool].astype(np.float64)
         artists = self._artist_key[cand[pool]]
@@ -581,7 +580,7 @@ class Recommender:
         post_ms = (time.perf_counter() - t) * 1000
         t = time.perf_counter()
         scores, ids = indexing.exact_search(
-            vectors=indexing.VectorSet(ids=allow, vectors=self._text[allow]), queries=q, k=req.top_k, metric="ip"
+            vectors=indexing.VectorSet(ids=allow, vectors=self.bundle.text_rows(allow)), queries=q, k=req.top_k, metric="ip"
         )
         keep = ids[0] >= 0
         stages["retrieval"] = (time.perf_counter() - t) * 1000

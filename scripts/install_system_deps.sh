@@ -1,9 +1,17 @@
 #!/usr/bin/env bash
-# Install the Debian packages Moodscape needs, only when missing (FluidSynth + GM soundfont for MIDI → audio).
+# Install the Debian packages Moodscape needs, only when missing:
+#   fluidsynth + fluid-soundfont-gm  MIDI → audio (EMOPIA rendering)
+#   redis-server                     the optional shared response cache (tested against a real server)
+#   chromium + chromium-driver       the headless-browser test of the web page
+#   postgresql                       the production Dagster profile (tested against a real server)
 set -euo pipefail
 missing=()
 command -v fluidsynth >/dev/null 2>&1 || missing+=(fluidsynth)
 [ -f /usr/share/sounds/sf2/FluidR3_GM.sf2 ] || missing+=(fluid-soundfont-gm)
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi

@@ -132,12 +132,12 @@ def test_mmr_is_diverse_and_complete(rec) -> None:
     q = embed_texts(["guitar"])[0]
     cand = np.arange(len(rec.bundle), dtype=np.int64)
     cand = cand[rec._live]
-    scores = rec._text[cand] @ q
+    scores = rec.bundle.text_rows(cand) @ q
     order = rec.rerank(cand=cand, scores=scores, k=10)
     assert len(order) == len(set(order.tolist())) == 10
     assert order[0] == int(np.argmax(scores))  # first pick is the most relevant
-    picked = rec._text[cand[order]]
-    greedy = rec._text[cand[np.argsort(-scores)[:10]]]
+    picked = rec.bundle.text_rows(cand[order])
+    greedy = rec.bundle.text_rows(cand[np.argsort(-scores)[:10]])
     # MMR's picks are less redundant than the plain top 10
     off = ~np.eye(10, dtype=bool)
     assert (picked @ picked.T)[off].mean() <= (greedy @ greedy.T)[off].mean()
