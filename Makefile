@@ -25,9 +25,17 @@ $(STAMP): pyproject.toml requirements.lock scripts/install_system_deps.sh
 	$(PY) -m pip install -q -c requirements.lock -e '.[dev]'
 	touch $(STAMP)
 
-$(DAGSTER_HOME)/dagster.yaml: dagster.yaml
+# Dagster instance profile: dev (local SQLite, dagster.yaml) or prod (Postgres, queued runs, retries:
+# dagster.prod.yaml, see docs/PRODUCTION.md). Re-copied whenever the profile or the file changes.
+MOODSCAPE_DAGSTER_PROFILE ?= dev
+DAGSTER_YAML_SRC := $(if $(filter prod,$(MOODSCAPE_DAGSTER_PROFILE)),dagster.prod.yaml,$(if $(filter dev,$(MOODSCAPE_DAGSTER_PROFILE)),dagster.yaml,$(error MOODSCAPE_DAGSTER_PROFILE must be dev or prod, not '$(MOODSCAPE_DAGSTER_PROFILE)')))
+
+.PHONY: dagster-yaml FORCE
+dagster-yaml: $(DAGSTER_HOME)/dagster.yaml
+
+$(DAGSTER_HOME)/dagster.yaml: $(DAGSTER_YAML_SRC) FORCE
 	mkdir -p $(DAGSTER_HOME)
-	cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
+	cmp -s $(DAGSTER_YAML_SRC) $@ || cp $(DAGSTER_YAML_SRC) $@
 
 materialize: install $(DAGSTER_HOME)/dagster.yaml
 	$(VENV)/bin/moodscape materialize
@@ -38,8 +46,9 @@ serve: install
 run: materialize
 	$(VENV)/bin/moodscape serve --host $(HOST) --port $(PORT)
 
+# The link re-check schedule and the inbox sensor start RUNNING here (MOODSCAPE_AUTOMATION=off to keep them stopped).
 ui: install $(DAGSTER_HOME)/dagster.yaml
-	$(VENV)/bin/dagster dev -w workspace.yaml -h $(HOST) -p $(UI_PORT)
+	MOODSCAPE_AUTOMATION=$${MOODSCAPE_AUTOMATION:-on} $(VENV)/bin/dagster dev -w workspace.yaml -h $(HOST) -p $(UI_PORT)
 
 test: install $(DAGSTER_HOME)/dagster.yaml
 	$(VENV)/bin/python -m pytest -q

@@ -6,11 +6,12 @@ so the next run of the graph serves the new tracks.
 """
 
 from dagster import (
-    AssetExecutionContext, DefaultSensorStatus, DynamicPartitionsDefinition, MaterializeResult,
+    AssetExecutionContext, DynamicPartitionsDefinition, MaterializeResult,
     RunRequest, SensorEvaluationContext, SensorResult, SkipReason, asset, define_asset_job, sensor,
 )
 
 from assets.common import counts_md, value_counts
+from assets.settings import sensor_status
 from pipelines.ingest import ingest
 from pipelines.store import inbox_dir, table_path, write_table
 
@@ -48,7 +49,7 @@ def new_inbox_files(known: set[str]) -> list[str]:
                   if p.is_file() and p.suffix.lower() in CRAWL_SUFFIXES and not p.name.startswith(".") and p.name not in known)
 
 
-@sensor(job=ingest_batch_job, minimum_interval_seconds=30, default_status=DefaultSensorStatus.STOPPED,
+@sensor(job=ingest_batch_job, minimum_interval_seconds=30, default_status=sensor_status(),
         description="Picks up crawl files dropped into $MOODSCAPE_HOME/inbox: one new batch partition and ingest run per file.")
 def inbox_sensor(context: SensorEvaluationContext):
     known = set(context.instance.get_dynamic_partitions(crawl_batches.name))

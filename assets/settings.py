@@ -34,3 +34,26 @@ class MoodscapeSettings(ConfigurableResource):
 
     def allow_hosts(self) -> frozenset[str]:
         return frozenset(h.strip() for h in self.link_allow_hosts.split(",") if h.strip())
+
+
+def automation_enabled() -> bool:
+    """Whether schedules and sensors start RUNNING (``MOODSCAPE_AUTOMATION=on``, set by ``make ui``).
+
+    Off by default, so tests, the CLI and ``dagster definitions validate`` never start automation.
+    A status an operator toggles in the UI is stored in the instance and wins over this default.
+    """
+    return _env_bool("MOODSCAPE_AUTOMATION")
+
+
+def schedule_status() -> "DefaultScheduleStatus":
+    """RUNNING when automation is on (``MOODSCAPE_AUTOMATION``), else STOPPED."""
+    from dagster import DefaultScheduleStatus
+
+    return DefaultScheduleStatus.RUNNING if automation_enabled() else DefaultScheduleStatus.STOPPED
+
+
+def sensor_status() -> "DefaultSensorStatus":
+    """RUNNING when automation is on (``MOODSCAPE_AUTOMATION``), else STOPPED."""
+    from dagster import DefaultSensorStatus
+
+    return DefaultSensorStatus.RUNNING if automation_enabled() else DefaultSensorStatus.STOPPED

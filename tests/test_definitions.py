@@ -45,6 +45,94 @@ def test_definitions_lineage_and_checks() -> None:
     assert defs.get_schedule_def("link_recheck_daily")
 
 
+def test_every_asset_and_check_reads_well_in_the_ui() -> None:
+    """Each asset: a real description, a named group, a compute kind; each check: a description."""
+    from assets.definitions import all_assets, all_checks, defs
+
+    graph = defs.resolve_asset_graph()
+    assert len(list(graph.get_all_asset_keys())) >= 17
+    for asset_def in all_assets:
+        for key in asset_def.keys:
+            name = key.to_user_string()
+            description = asset_def.descriptions_by_key.get(key) or ""
+            assert len(description.split()) >= 5, f"{name}: description too thin: {description!r}"
+            assert asset_def.group_names_by_key[key] not in (None, "default"), f"{name} has no group"
+            assert asset_def.op.tags.get("dagster/compute_kind") or asset_def.specs_by_key[key].kinds, f"{name} has no compute kind"
+    specs = [spec for checks in all_checks for spec in checks.check_specs]
+    assert {s.name for s in specs} == {c.name for c in graph.asset_check_keys}
+    for spec in specs:
+        assert spec.description and len(spec.description.split()) >= 4, f"check {spec.name} has no description"
+
+
+JOB_ASSETS = {
+    "heal": {"raw_tracks", "track_link_status", "music_tracks", "imputed_metadata"},
+    "features": {"text_embeddings", "audio_features", "imputed_metadata", "audio_features_imputed", "track_moods"},
+    "mood_models": {"query_mood_model", "audio_mood_model"},
+    "rebuild_indices": {"text_index", "audio_index", "mood_index", "published_store"},
+    "evaluate": {"evaluation_report"},
+    "recheck_links": {"track_link_status"},
+    "ingest_batch": {"crawl_batch"},
+}
+
+
+def test_jobs_for_the_common_operations() -> None:
+    from assets.definitions import defs
+
+    everything = defs.resolve_job_def("materialize_everything")
+    all_keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
+    assert {k.to_user_string() for k in everything.asset_layer.selected_asset_keys} == all_keys - {"crawl_batch"}
+    for name, wanted in JOB_ASSETS.items():
+        job = defs.resolve_job_def(name)
+        selected = {k.to_user_string() for k in job.asset_layer.selected_asset_keys}
+        assert wanted <= selected, f"job {name} misses {wanted - selected}"
+        assert job.description, f"job {name} has no description"
+    assert not {"published_store", "text_index"} & {k.to_user_string() for k in defs.resolve_job_def("features").asset_layer.selected_asset_keys}
+    # rebuilding indices runs their blocking recall checks (they gate publication)
+    checks = {c.name for c in defs.resolve_job_def("rebuild_indices").asset_layer.asset_graph.asset_check_keys}
+    assert {"text_index_recall", "audio_index_recall", "mood_index_recall"} <= checks
+    # the tag the production run queue limits on (dagster.prod.yaml)
+    assert defs.resolve_job_def("rebuild_indices").tags["moodscape/resource"] == "cpu"
+    assert defs.resolve_job_def("recheck_links").tags["moodscape/resource"] == "network"
+
+
+def test_automation_default_status_follows_env() -> None:
+    """MOODSCAPE_AUTOMATION=on starts the schedule and the inbox sensor RUNNING; unset, both STOPPED.
+
+    Module-level definitions read the variable at import, so each setting is checked in a fresh
+    interpreter (reloading asset modules in-process would define their assets twice).
+    """
+    import json
+    import os
+    import subprocess
+    import sys
+
+    probe = (
+        "import json; from assets.definitions import defs; "
+        "s = defs.get_schedule_def('link_recheck_daily'); i = defs.get_sensor_def('inbox_sensor'); "
+        "print(json.dumps([s.default_status.value, i.default_status.value, i.job_name, i.minimum_interval_seconds]))"
+    )
+    for value, expected in [("on", "RUNNING"), ("", "STOPPED")]:
+        env = {**os.environ, "MOODSCAPE_AUTOMATION": value}
+        out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True,
+                             check=True, timeout=120).stdout.strip().splitlines()[-1]
+        assert json.loads(out) == [expected, expected, "ingest_batch", 30]
+
+
+def test_makefile_ui_turns_automation_on_and_profile_selects_yaml(tmp_path) -> None:
+    make = subprocess.run(["make", "-n", "ui", f"DAGSTER_HOME={tmp_path}", "STAMP=Makefile"],
+                          cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert make.returncode == 0, make.stderr
+    assert "MOODSCAPE_AUTOMATION=${MOODSCAPE_AUTOMATION:-on}" in make.stdout and "dagster dev" in make.stdout
+    for profile, source in [("prod", "dagster.prod.yaml"), ("dev", "dagster.yaml")]:
+        out = subprocess.run(["make", "dagster-yaml", f"DAGSTER_HOME={tmp_path}", f"MOODSCAPE_DAGSTER_PROFILE={profile}"],
+                             cwd=REPO, capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        assert (tmp_path / "dagster.yaml").read_text() == (REPO / source).read_text()
+    bad = subprocess.run(["make", "dagster-yaml", f"DAGSTER_HOME={tmp_path}", "MOODSCAPE_DAGSTER_PROFILE=staging"],
+                         cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert bad.returncode != 0 and "dev or prod" in bad.stderr
+
+
 def test_dagster_definitions_validate_cli(tmp_path) -> None:
     import os
 
