@@ -15,12 +15,13 @@ Schedules and sensors start STOPPED unless ``MOODSCAPE_AUTOMATION=on`` (``make u
 """
 
 from dagster import (
-    AssetSelection, Definitions, ScheduleDefinition,
+    AssetSelection, DagsterRunStatus, Definitions, RunRequest, RunsFilter, RunStatusSensorContext,
+    ScheduleDefinition, SkipReason, run_status_sensor,
     define_asset_job, load_asset_checks_from_modules, load_assets_from_modules,
 )
 
 from assets import enrich, evaluation, heal, inbox, index, mood, publish
-from assets.settings import MoodscapeSettings, schedule_status
+from assets.settings import MoodscapeSettings, schedule_status, sensor_status
 
 ASSET_MODULES = [inbox, heal, enrich, mood, index, publish, evaluation]
 
@@ -77,12 +78,32 @@ link_recheck_schedule = ScheduleDefinition(
 )
 inbox_sensor = inbox.inbox_sensor
 
+
+@run_status_sensor(
+    run_status=DagsterRunStatus.SUCCESS, monitored_jobs=[inbox.ingest_batch_job], request_job=everything_job,
+    default_status=sensor_status(), minimum_interval_seconds=30,
+    description="After a crawl batch is ingested, rebuild the downstream graph (links, features, moods, "
+                "indices) and publish a new store version. Batches that land while a rebuild is still "
+                "queued ride along with it instead of queueing another.",
+)
+def rebuild_after_batch(context: RunStatusSensorContext):
+    run = context.dagster_run
+    if run.job_name != inbox.ingest_batch_job.name:
+        return SkipReason(f"run {run.run_id} is {run.job_name}, not {inbox.ingest_batch_job.name}")
+    waiting = context.instance.get_runs(
+        filters=RunsFilter(job_name=everything_job.name, statuses=[DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED]),
+        limit=1,
+    )
+    if waiting:
+        return SkipReason(f"rebuild {waiting[0].run_id} is already waiting; it will read batch {run.tags.get('dagster/partition')}")
+    return RunRequest(run_key=f"after-{run.run_id}", tags={"moodscape/after_batch": run.tags.get("dagster/partition", "")})
+
 defs = Definitions(
     assets=all_assets,
     asset_checks=all_checks,
     jobs=[everything_job, heal_job, features_job, mood_models_job, rebuild_indices_job, evaluate_job,
           link_recheck_job, inbox.ingest_batch_job],
-    sensors=[inbox_sensor],
+    sensors=[inbox_sensor, rebuild_after_batch],
     schedules=[link_recheck_schedule],
     resources={"settings": MoodscapeSettings()},
 )

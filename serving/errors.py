@@ -6,6 +6,8 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException, NotFoundException, ValidationException
 from litestar.status_codes import HTTP_400_BAD_REQUEST, HTTP_404_NOT_FOUND, HTTP_500_INTERNAL_SERVER_ERROR
 
+from pipelines.ranking import UnknownTrackError
+
 
 class TrackNotFound(Exception):
     """No track with this id in the served version."""
@@ -50,6 +52,18 @@ def not_found_handler(_: Request, exc: Exception) -> Response:
     return Response({"status_code": HTTP_404_NOT_FOUND, "detail": detail}, status_code=HTTP_404_NOT_FOUND)
 
 
+def field_error(field: str, message: str) -> ValidationException:
+    """A 400 naming ``field`` (e.g. ``requests[3].seed_track_ids``)."""
+    return ValidationException(message, extra=[{"key": field, "message": message}])
+
+
+def unknown_track_handler(request: Request, exc: UnknownTrackError) -> Response:
+    """An unknown seed id is bad input (400 naming the field); an unknown path id is a 404."""
+    if exc.field == "track_id":
+        return not_found_handler(request, TrackNotFound(exc.track_id))
+    return validation_handler(request, field_error(exc.field, f"unknown track id {exc.track_id!r}"))
+
+
 def http_handler(_: Request, exc: HTTPException) -> Response:
     return Response(
         {"status_code": exc.status_code, "detail": str(exc.detail)},
@@ -69,6 +83,7 @@ def internal_handler(request: Request, exc: Exception) -> Response:
 EXCEPTION_HANDLERS = {
     ValidationException: validation_handler,
     TrackNotFound: not_found_handler,
+    UnknownTrackError: unknown_track_handler,
     NotFoundException: not_found_handler,
     HTTPException: http_handler,
     Exception: internal_handler,

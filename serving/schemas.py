@@ -7,6 +7,12 @@ import msgspec
 
 Year = Annotated[int, msgspec.Meta(ge=0, le=3000)]
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+TrackId = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=r"\S")]
+Unit = Annotated[float, msgspec.Meta(ge=-1.0, le=1.0)]
+
+MAX_SEEDS = 10
+MAX_EXCLUDED_TRACKS = 1000
+MAX_BATCH = 32
 
 
 class Base(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -17,7 +23,16 @@ class Filters(Base):
     min_year: Year | None = None
     max_year: Year | None = None
     genres: Annotated[list[Name], msgspec.Meta(max_length=50)] = []
+    exclude_genres: Annotated[list[Name], msgspec.Meta(max_length=50)] = []
     exclude_artists: Annotated[list[Name], msgspec.Meta(max_length=200)] = []
+    exclude_track_ids: Annotated[list[TrackId], msgspec.Meta(max_length=MAX_EXCLUDED_TRACKS)] = []
+
+
+class TargetMood(Base):
+    """A target point in mood space; overrides the mood detected from the query."""
+
+    valence: Unit
+    arousal: Unit
 
 
 class RecommendRequest(Base):
@@ -25,6 +40,15 @@ class RecommendRequest(Base):
     top_k: Annotated[int, msgspec.Meta(ge=1, le=100)] = 20
     filters: Filters | None = None
     mode: Literal["full", "baseline"] = "full"
+    seed_track_ids: Annotated[list[TrackId], msgspec.Meta(max_length=MAX_SEEDS)] = []
+    target: TargetMood | None = None
+    diversity: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)] | None = None
+    explain: bool = False
+    include_unavailable: bool = False
+
+
+class BatchRequest(Base):
+    requests: Annotated[list[RecommendRequest], msgspec.Meta(min_length=1, max_length=MAX_BATCH)]
 
 
 class Out(msgspec.Struct, kw_only=True):
@@ -56,6 +80,7 @@ class Track(Out):
     score: float
     mood: TrackMood
     signals: dict[str, float] = {}
+    explanation: dict[str, float] | None = None
 
 
 class Stages(Out):
@@ -79,12 +104,43 @@ class RecommendResponse(Out):
     query_type: str
     results: list[Track]
     metadata: Metadata
+    audio_query_source: str = "none"
+
+
+class BatchResponse(Out):
+    responses: list[RecommendResponse]
+
+
+class Counts(Out):
+    tracks: int
+    with_audio: int
+    with_mood: int
+    dead_links: int
+
+
+class CacheInfo(Out):
+    size: int
+    capacity: int
+    hits: int
+    misses: int
+    redis_hits: int
+    redis: Literal["absent", "up", "down"]
 
 
 class Health(Out):
     status: Literal["ok"]
     store_version: str
     tracks: int
+    counts: Counts
+    loaded_at: str
+    reload: Literal["store", "fixed"]
+    reload_error: str | None
+    cache: CacheInfo
+
+
+class ReloadResult(Out):
+    store_version: str
+    reloaded: bool
 
 
 class ErrorBody(Out):

@@ -34,7 +34,7 @@ def tracks(bundle_dir) -> pl.DataFrame:
 def test_serving_does_not_import_dagster() -> None:
     code = "import sys, serving.app; sys.exit('dagster' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], cwd=store.REPO_ROOT, timeout=120).returncode == 0
-    for module in ("app", "schemas", "errors", "__init__"):
+    for module in ("app", "schemas", "errors", "cache", "reload", "__init__"):
         src = (store.REPO_ROOT / "serving" / f"{module}.py").read_text()
         assert "from __future__ import annotations" not in src
 
@@ -119,7 +119,12 @@ def test_track_lookup_and_404(client, tracks) -> None:
 
 def test_health_and_openapi(client) -> None:
     r = client.get("/health")
-    assert r.status_code == 200 and r.json() == {"status": "ok", "store_version": "test-v1", "tracks": 500}
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["status"] == "ok" and body["store_version"] == "test-v1" and body["tracks"] == 500
+    assert body["counts"] == {"tracks": 500, "with_audio": 0, "with_mood": 500, "dead_links": 50}
+    assert body["reload"] == "fixed" and body["reload_error"] is None and body["loaded_at"]
+    assert body["cache"]["redis"] == "absent" and body["cache"]["capacity"] >= 0
     spec = client.get("/schema/openapi.json")
     assert spec.status_code == 200 and "/recommend" in spec.json()["paths"]
     assert client.get("/schema/swagger").status_code == 200

@@ -46,3 +46,38 @@ def test_inbox_sensor_partitions_and_raw_tracks_union(tmp_path, monkeypatch) -> 
     assert tracks.height == 7  # 5 base + 2 new; the duplicate merged
     assert set(tracks[S.TRACK_ID]) >= set(base[S.TRACK_ID])
     assert defs.get_sensor_def("inbox_sensor")
+
+
+def test_rebuild_after_batch_requests_one_downstream_run(tmp_path, monkeypatch) -> None:
+    """A successful ingest_batch run triggers materialize_everything; a queued rebuild absorbs the next."""
+    monkeypatch.setenv("MOODSCAPE_HOME", str(tmp_path / "home"))
+    from dagster import (
+        DagsterInstance, DagsterRunStatus, RunRequest, SkipReason, build_run_status_sensor_context,
+    )
+
+    from assets.definitions import defs, everything_job, rebuild_after_batch
+    from assets.inbox import crawl_batches
+    from pipelines.store import inbox_dir
+
+    inbox = inbox_dir()
+    inbox.mkdir(parents=True)
+    democorpus.musiccaps_rows(data_dir=DATA_DIR).slice(0, 3).write_csv(inbox / "b1.csv")
+    with DagsterInstance.ephemeral() as instance:
+        instance.add_dynamic_partitions(crawl_batches.name, ["b1.csv"])
+        result = defs.resolve_job_def("ingest_batch").execute_in_process(partition_key="b1.csv", instance=instance)
+        assert result.success
+
+        def evaluate():
+            ctx = build_run_status_sensor_context(
+                sensor_name=rebuild_after_batch.name, dagster_instance=instance,
+                dagster_run=result.dagster_run, dagster_event=result.get_run_success_event(),
+            )
+            return rebuild_after_batch(ctx)
+
+        first = evaluate()
+        assert isinstance(first, RunRequest)
+        assert first.run_key == f"after-{result.run_id}" and first.tags["moodscape/after_batch"] == "b1.csv"
+        assert rebuild_after_batch.job_name == everything_job.name
+        # a rebuild is waiting (not started): the next batch rides along instead of queueing another
+        instance.create_run_for_job(defs.resolve_job_def(everything_job.name), status=DagsterRunStatus.NOT_STARTED)
+        assert isinstance(evaluate(), SkipReason)
