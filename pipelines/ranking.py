@@ -6,13 +6,25 @@ Five timed stages per request (``RecommendResult.metadata.stages``, milliseconds
    query-mood model; query type from lexicons built from the bundle's own genres, tags and artists
    plus a mood signal (MTG-Jamendo mood/theme tags, the Glasgow/VADER lexicon, context cues).
 2. retrieval — text, mood and audio FAISS searches (a few hundred each) run in a thread pool,
-   restricted to the allow-list (filters + live links); union of ids = candidates.
+   restricted to the allow-list (filters + live links); union of ids = candidates, minus the
+   seeds (and other versions of them), with at most ARTIST_CAP_CANDIDATES per artist (those with
+   the best rank in any of the three searches).
 3. scoring — text / audio / mood / collaborative similarities, per-query-type weights (WEIGHTS),
    per-track renormalisation over the signals the track actually has, popularity penalty.
-4. reranking — MMR over the candidates' text vectors (vectorised) with artist spacing.
+   Collaborative = popularity within the track's cluster (its primary genre), see
+   :func:`cluster_popularity`.
+4. reranking — MMR over the candidates' text vectors (vectorised, λ = 1 − diversity) with artist
+   spacing and version dedup (one result per artist + canonical title, :mod:`pipelines.dedup`).
 5. postprocessing — the allow-list (DuckDB over ``tracks.parquet`` with bound parameters; DEAD
-   links removed) and result assembly. The allow-list is built before retrieval (it is passed into
-   the FAISS searches) but its time is reported here.
+   links removed unless ``include_unavailable``) and result assembly. The allow-list is built
+   before retrieval (it is passed into the FAISS searches) but its time is reported here.
+
+Query vectors ("more like this", ``seed_track_ids``): the text query is
+``normalise(SEED_QUERY_WEIGHT · q̂ + (1 − SEED_QUERY_WEIGHT) · normalise(mean seed text))`` — the
+user's words and the seeds count equally by default; the audio query is the seeds' mean audio
+vector (seeds with audio; ``audio_query_source="seeds"``), else the vectors of the tracks nearest
+the target mood (``"target_mood"``), else none. The mood target is ``req.target`` (confidence 1)
+when given, else the confidence-weighted blend of the detected query mood and the seeds' mean mood.
 
 ``mode="baseline"``: MiniLM query embedding + exact inner product over all text vectors of the
 allowed rows (same hard constraints: filters and no DEAD links), top k, nothing else.
@@ -32,7 +44,7 @@ import duckdb
 import numpy as np
 import polars as pl
 
-from pipelines import indexing
+from pipelines import dedup, indexing
 from pipelines import schema as S
 from pipelines.bundle import Bundle
 from pipelines.embedding import embed_texts
@@ -63,7 +75,12 @@ WEIGHTS: dict[str, Weights] = {
 
 RETRIEVAL_K = 300  # per index
 AUDIO_SEED_K = 25  # tracks nearest the target mood whose audio vectors form the audio query
-MMR_LAMBDA = 0.7  # relevance vs diversity
+MMR_LAMBDA = 0.7  # relevance vs diversity (= 1 - DEFAULT_DIVERSITY)
+DEFAULT_DIVERSITY = 0.3
+MAX_SEEDS = 10
+SEED_QUERY_WEIGHT = 0.5  # share of the query embedding in the seed-blended text query
+ARTIST_CAP_CANDIDATES = 20  # at most this many merged candidates per artist
+COLLAB_PRIOR = 10.0  # pseudo-count: small genres' percentiles shrink towards the global one
 MMR_POOL_MIN = 100  # MMR looks at the best max(MMR_POOL_MIN, 5k) scored candidates
 ARTIST_WINDOW = 3  # at most one track per artist in any window of this many results
 POPULAR_QUANTILE = 0.99  # top 1 % most played get the popularity penalty
@@ -94,11 +111,16 @@ class Filters:
     min_year: int | None = None
     max_year: int | None = None
     genres: tuple[str, ...] = ()
+    exclude_genres: tuple[str, ...] = ()
     exclude_artists: tuple[str, ...] = ()
+    exclude_track_ids: tuple[str, ...] = ()
 
     @property
     def empty(self) -> bool:
-        return self.min_year is None and self.max_year is None and not self.genres and not self.exclude_artists
+        return (
+            self.min_year is None and self.max_year is None and not self.genres and not self.exclude_genres
+            and not self.exclude_artists and not self.exclude_track_ids
+        )
 
 
 @dataclass(frozen=True)
@@ -107,6 +129,20 @@ class RecommendRequest:
     top_k: int = 20
     filters: Filters | None = None
     mode: Mode = "full"
+    seed_track_ids: tuple[str, ...] = ()  # ≤ MAX_SEEDS, "more like this"; seeds are never returned
+    target: tuple[float, float] | None = None  # (valence, arousal) in [-1, 1]; overrides detected mood
+    diversity: float | None = None  # 0..1; MMR λ = 1 - diversity; None = DEFAULT_DIVERSITY
+    explain: bool = False  # fill RankedTrack.explanation
+    include_unavailable: bool = False  # also DEAD-link tracks (UNKNOWN/SUSPECT are always kept)
+
+
+class UnknownTrackError(LookupError):
+    """A track id (a seed or the ``similar`` subject) that the served version does not hold."""
+
+    def __init__(self, track_id: str, *, field: str) -> None:
+        super().__init__(f"unknown track id {track_id!r} in {field}")
+        self.track_id = track_id
+        self.field = field
 
 
 @dataclass(frozen=True)
@@ -130,6 +166,7 @@ class RankedTrack:
     score: float
     mood: TrackMood
     signals: dict[str, float] = field(default_factory=dict)  # per-signal contributions
+    explanation: dict[str, float] | None = None  # raw sims + effective weights (explain=True)
 
 
 @dataclass(frozen=True)
@@ -154,6 +191,7 @@ class RecommendResult:
     query_type: str
     results: list[RankedTrack]
     metadata: ResultMetadata
+    audio_query_source: str = "none"  # "seeds" | "target_mood" | "none"
 
 
 @dataclass(frozen=True)
@@ -164,6 +202,25 @@ class QueryUnderstanding:
     confidence: float
     query_type: QueryType
     matched: dict[str, list[str]]
+
+
+@dataclass(frozen=True)
+class Retrieved:
+    """Merged candidates of one request's three searches."""
+
+    cand: np.ndarray  # (c,) int64 sorted row ids (after seed removal and the per-artist cap)
+    audio_query: np.ndarray | None  # (d,) unit audio query used, or None
+    audio_query_source: str  # "seeds" | "target_mood" | "none"
+    merged: int  # candidates before the per-artist cap
+
+
+@dataclass(frozen=True)
+class ScoreBreakdown:
+    """Scores of c candidates with their parts (every array (c,))."""
+
+    total: np.ndarray
+    contrib: dict[str, np.ndarray]  # per-signal contributions (sum = total)
+    explanation: dict[str, np.ndarray]  # raw sims and effective normalised weights
 
 
 def _ngrams(tokens: list[str], n_max: int = 4) -> set[str]:
@@ -224,6 +281,68 @@ def _top_quantile_mask(values: np.ndarray, q: float) -> np.ndarray:
     return (filled >= cut) & (filled > 0)
 
 
+def primary_genre_expr(genre: pl.Expr) -> pl.Expr:
+    """Polars expression: the first genre token ("Rock|Pop" → "rock"), lower-cased; null if none."""
+    return genre.str.to_lowercase().str.extract(r"^\s*([^,|;/]*[^,|;/\s])", 1)
+
+
+def cluster_popularity(*, tracks: pl.DataFrame, prior: float = COLLAB_PRIOR) -> np.ndarray:
+    """(n,) float32 in [0, 1]: each track's popularity within its cluster (primary genre).
+
+    Mid-rank percentile of log(1 + plays) — (tracks below + ½ tracks tied) / tracks with known
+    plays — among the known-play tracks of the same primary genre (:func:`primary_genre_expr`).
+    A genre with few known-play tracks is unreliable, so its percentile is shrunk towards the
+    global one: ``(n_g · p_genre + prior · p_global) / (n_g + prior)``. Null genre → the global
+    percentile; unknown plays → 0 (no evidence). Vectorised: two sorts (np.lexsort), no row loop.
+    """
+    n = tracks.height
+    plays = tracks[S.PLAYBACK_COUNT].cast(pl.Float64).to_numpy()
+    known = ~np.isnan(plays)
+    out = np.zeros(n, dtype=np.float32)
+    if not known.any():
+        return out
+    lp = np.log1p(np.maximum(plays[known], 0.0))
+    genre = _primary_genre_codes(tracks[S.GENRE])[known]
+    p_global, _ = _midrank_percentile(values=lp, groups=np.zeros(len(lp), np.int64))
+    p_genre, n_g = _midrank_percentile(values=lp, groups=genre)
+    blended = np.where(genre < 0, p_global, (n_g * p_genre + prior * p_global) / (n_g + prior))
+    out[known] = np.clip(blended, 0.0, 1.0)
+    return out
+
+
+def _midrank_percentile(*, values: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per element of ``values`` (m,): (below + ½ tied) / group size within its ``groups`` (m,) int
+    group, and that group size (both (m,) float64)."""
+    m = len(values)
+    order = np.lexsort((values, groups))
+    v, g = values[order], groups[order]
+    pos = np.arange(m)
+    new_group = np.r_[True, g[1:] != g[:-1]]
+    new_run = new_group | np.r_[True, v[1:] != v[:-1]]
+    group_start = np.maximum.accumulate(np.where(new_group, pos, 0))
+    group_id = np.cumsum(new_group) - 1
+    group_size = np.diff(np.r_[pos[new_group], m])[group_id]
+    run_id = np.cumsum(new_run) - 1
+    run_start = pos[new_run]
+    run_len = np.diff(np.r_[run_start, m])
+    pct = (run_start[run_id] - group_start + 0.5 * run_len[run_id]) / group_size
+    pct_out, size_out = np.empty(m), np.empty(m)
+    pct_out[order], size_out[order] = pct, group_size
+    return pct_out, size_out
+
+
+def _dense_codes(values: pl.Series) -> np.ndarray:
+    """(n,) int64 codes of a String series (equal strings share a code, ≥ 0); -1 for null."""
+    return values.cast(pl.String).cast(pl.Categorical).to_physical().cast(pl.Int64).fill_null(-1).to_numpy()
+
+
+def _primary_genre_codes(genre: pl.Series) -> np.ndarray:
+    """(n,) int64 codes of each row's primary genre (-1: none); the regex runs once per distinct string."""
+    distinct = genre.cast(pl.String).unique().drop_nulls()
+    primary = pl.select(primary_genre_expr(pl.lit(distinct))).to_series()
+    return _dense_codes(genre.cast(pl.String).replace_strict(distinct, primary, default=None, return_dtype=pl.String))
+
+
 class Recommender:
     """Recommendations over one loaded :class:`Bundle` (thread-safe; one per served version)."""
 
@@ -258,17 +377,19 @@ class Recommender:
         self._mood_conf = np.nan_to_num(tracks[S.MOOD_CONFIDENCE].cast(pl.Float32).to_numpy(), nan=0.0)
         self._mood_conf = np.clip(self._mood_conf, 0.0, 1.0)
         plays = tracks[S.PLAYBACK_COUNT].cast(pl.Float64).to_numpy()
-        max_plays = np.nanmax(plays) if np.isfinite(plays).any() else 0.0
-        self._collab = (
-            np.nan_to_num(np.log1p(np.maximum(plays, 0)) / np.log1p(max_plays), nan=0.0)
-            if max_plays > 0 else np.zeros(n)
-        ).astype(np.float32)
+        self._collab = cluster_popularity(tracks=tracks)
         self._popular = _top_quantile_mask(plays, POPULAR_QUANTILE)
-        self._artist_key = np.array(
-            [a.strip().lower() if a else None for a in tracks[S.ARTIST].to_list()], dtype=object
-        )
+        artists = tracks[S.ARTIST].str.strip_chars().str.to_lowercase()
+        self._artist_code = _dense_codes(pl.Series(artists).replace("", None))
+        self._version_code = dedup.key_codes(dedup.canonical_keys(tracks[S.ARTIST], tracks[S.TITLE]))
         self._live = (tracks[S.URL_STATUS].fill_null("UNKNOWN") != "DEAD").to_numpy()
         self._live_ids = np.flatnonzero(self._live).astype(np.int64)
+        # Rows that may seed the audio query (have audio and a mood), for unfiltered requests.
+        self._seed_ok_live = bundle.has_audio & bundle.has_mood & self._live
+        self._all_ids = np.arange(n, dtype=np.int64)
+        ids = tracks[S.TRACK_ID]
+        self._id_order = ids.arg_sort().to_numpy().astype(np.int64)
+        self._ids_sorted = ids.gather(self._id_order)
         self._duck = duckdb.connect()
         self._duck_lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="retrieval")
@@ -276,6 +397,18 @@ class Recommender:
     def close(self) -> None:
         self._pool.shutdown(wait=True)
         self._duck.close()
+
+    def rows_of(self, track_ids: Sequence[str]) -> np.ndarray:
+        """(len(track_ids),) int64 row ids of ``track_ids``; -1 where unknown (binary search)."""
+        if len(track_ids) == 0:
+            return np.zeros(0, dtype=np.int64)
+        q = pl.Series(list(track_ids), dtype=pl.String)
+        pos = self._ids_sorted.search_sorted(q).to_numpy().astype(np.int64)
+        pos = np.minimum(pos, max(len(self._ids_sorted) - 1, 0))
+        if len(self._ids_sorted) == 0:
+            return np.full(len(q), -1, dtype=np.int64)
+        found = (self._ids_sorted.gather(pos) == q).fill_null(False).to_numpy()
+        return np.where(found, self._id_order[pos], -1).astype(np.int64)
 
     # ---------------------------------------------------------------- query understanding
     def understand(self, query: str) -> QueryUnderstanding:
@@ -332,18 +465,24 @@ class Recommender:
         return found
 
     # ---------------------------------------------------------------- allow-list (filters)
-    def allowed_ids(self, filters: Filters | None) -> np.ndarray:
+    def allowed_ids(self, filters: Filters | None, *, include_unavailable: bool = False) -> np.ndarray:
         """(m,) int64 sorted row ids satisfying ``filters`` whose link is not DEAD.
 
         Filters run in DuckDB over the bundle's ``tracks.parquet`` with bound parameters:
         ``min_year``/``max_year`` inclusive (unknown year never passes a year filter), ``genres``
         case-insensitive match against any of a track's genres (``a|b``, ``a, b``),
-        ``exclude_artists`` case-insensitive exact artist names.
+        ``exclude_genres`` drops a track if any of its genres is listed (no genre: kept),
+        ``exclude_artists`` case-insensitive exact artist names, ``exclude_track_ids`` exact ids.
+        ``include_unavailable``: DEAD links are allowed too (UNKNOWN/SUSPECT are always allowed).
         """
         if filters is None or filters.empty:
-            return self._live_ids
-        clauses = ["coalesce(url_status, '') <> 'DEAD'"]
+            return self._all_ids if include_unavailable else self._live_ids
+        clauses = ["TRUE" if include_unavailable else "coalesce(url_status, '') <> 'DEAD'"]
         params: list[Any] = [str(self.bundle.tracks_path)]
+        genre_list = (
+            f"list_transform(regexp_split_to_array(lower(coalesce({S.GENRE}, '')), "
+            f"'\\s*[,|;/]\\s*'), lambda x: trim(x))"
+        )
         if filters.min_year is not None:
             clauses.append(f"{S.YEAR} >= ?")
             params.append(int(filters.min_year))
@@ -351,14 +490,17 @@ class Recommender:
             clauses.append(f"{S.YEAR} <= ?")
             params.append(int(filters.max_year))
         if filters.genres:
-            clauses.append(
-                f"list_has_any(list_transform(regexp_split_to_array(lower(coalesce({S.GENRE}, '')), "
-                f"'\\s*[,|;/]\\s*'), lambda x: trim(x)), ?::VARCHAR[])"
-            )
+            clauses.append(f"list_has_any({genre_list}, ?::VARCHAR[])")
             params.append([g.strip().lower() for g in filters.genres])
+        if filters.exclude_genres:
+            clauses.append(f"NOT list_has_any({genre_list}, ?::VARCHAR[])")
+            params.append([g.strip().lower() for g in filters.exclude_genres if g.strip()])
         if filters.exclude_artists:
             clauses.append(f"({S.ARTIST} IS NULL OR NOT list_contains(?::VARCHAR[], lower(trim({S.ARTIST}))))")
             params.append([a.strip().lower() for a in filters.exclude_artists])
+        if filters.exclude_track_ids:
+            clauses.append(f"NOT list_contains(?::VARCHAR[], {S.TRACK_ID})")
+            params.append(list(filters.exclude_track_ids))
         sql = (
             "SELECT file_row_number AS rid FROM read_parquet(?, file_row_number = true) "
             f"WHERE {' AND '.join(clauses)} ORDER BY rid"
@@ -376,6 +518,15 @@ class Recommender:
         if index is None or index.ntotal == 0 or len(allow) == 0:
             return np.zeros(0, dtype=np.int64)
         full = len(allow) == len(self._live)  # every row allowed: no selector needed
+        if allow is self._live_ids and not full:
+            # Unfiltered request: search without an O(n) selector, over-fetching by the DEAD share,
+            # and drop DEAD rows; fall back to the selector only if too few live rows came back.
+            over = k + int(math.ceil(2 * k * (1 - len(allow) / len(self._live)))) + 16
+            _, ids = indexing.search(index=index, queries=queries, k=over)
+            got = ids[0][ids[0] >= 0]
+            got = got[self._live[got]]
+            if len(got) >= k or (ids[0] < 0).any():
+                return got[:k]
         _, ids = indexing.search(index=index, queries=queries, k=k, allow=None if full else allow)
         return ids[0][ids[0] >= 0]
 
@@ -389,14 +540,20 @@ class Recommender:
         b = self.bundle
         if b.audio_index is None or b.mood_index is None:
             return None
-        seeds_allow = np.intersect1d(allow, np.flatnonzero(b.has_audio & b.has_mood))
-        if len(seeds_allow) == 0:
-            return None
-        _, ids = indexing.search(
-            index=b.mood_index, queries=np.array([[valence, arousal]], np.float32), k=AUDIO_SEED_K,
-            allow=seeds_allow,
-        )
-        ids = ids[0][ids[0] >= 0]
+        q = np.array([[valence, arousal]], np.float32)
+        ids = np.zeros(0, dtype=np.int64)
+        if allow is self._live_ids:
+            # Unfiltered request: a wider search without a selector, then keep the eligible rows
+            # (exact whenever AUDIO_SEED_K of them are among the nearest 8·AUDIO_SEED_K).
+            _, wide = indexing.search(index=b.mood_index, queries=q, k=8 * AUDIO_SEED_K)
+            wide = wide[0][wide[0] >= 0]
+            ids = wide[self._seed_ok_live[wide]][:AUDIO_SEED_K]
+        if len(ids) < AUDIO_SEED_K:
+            seeds_allow = np.intersect1d(allow, np.flatnonzero(b.has_audio & b.has_mood))
+            if len(seeds_allow) == 0:
+                return None
+            _, ids = indexing.search(index=b.mood_index, queries=q, k=AUDIO_SEED_K, allow=seeds_allow)
+            ids = ids[0][ids[0] >= 0]
         if len(ids) == 0:
             return None
         w = self._mood_conf[ids].astype(np.float64)
@@ -406,50 +563,112 @@ class Recommender:
         norm = np.linalg.norm(vec)
         return (vec / norm).astype(np.float32) if norm > 0 else None
 
-    def retrieve(self, qu: QueryUnderstanding, allow: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        """Union of the three searches' ids (sorted) and the audio query vector used (or None)."""
+    def seed_audio_vector(self, seed_rows: np.ndarray) -> np.ndarray | None:
+        """(d,) unit mean audio vector of the seeds that have audio, or None (no audio index/seed)."""
         b = self.bundle
+        if b.audio_index is None or len(seed_rows) == 0:
+            return None
+        with_audio = seed_rows[b.has_audio[seed_rows]]
+        if len(with_audio) == 0:
+            return None
+        vec = b.audio_rows(with_audio).astype(np.float64).mean(0)
+        norm = np.linalg.norm(vec)
+        return (vec / norm).astype(np.float32) if norm > 0 else None
+
+    def retrieve(
+        self, qu: QueryUnderstanding, allow: np.ndarray, *, seed_rows: np.ndarray | None = None
+    ) -> "Retrieved":
+        """Merged candidates of the text, mood and audio searches (see :class:`Retrieved`).
+
+        ``seed_rows`` (s,) int64: their mean audio vector is the audio query when they have audio;
+        they and every other version of them (same dedup key) are removed from the candidates.
+        Then at most ARTIST_CAP_CANDIDATES candidates per artist are kept: those with the best
+        (lowest) rank in any of the three searches (np.lexsort, no per-row loop).
+        """
+        b = self.bundle
+        seeds = np.zeros(0, np.int64) if seed_rows is None else np.asarray(seed_rows, np.int64)
+        k = RETRIEVAL_K + len(seeds)  # the seeds themselves are likely hits: keep k useful results
         target = np.array([[qu.valence, qu.arousal]], dtype=np.float32)
-        text_f = self._pool.submit(self._search, b.text_index, qu.embedding[None, :], RETRIEVAL_K, allow)
-        mood_f = self._pool.submit(self._search, b.mood_index, target, RETRIEVAL_K, allow)
+        text_f = self._pool.submit(self._search, b.text_index, qu.embedding[None, :], k, allow)
+        mood_f = self._pool.submit(self._search, b.mood_index, target, k, allow)
+        seed_audio = self.seed_audio_vector(seeds)
 
-        def audio_job() -> tuple[np.ndarray, np.ndarray | None]:
-            qa = self.audio_query_vector(valence=qu.valence, arousal=qu.arousal, allow=allow)
+        def audio_job() -> tuple[np.ndarray, np.ndarray | None, str]:
+            if seed_audio is not None:
+                qa, source = seed_audio, "seeds"
+            else:
+                qa = self.audio_query_vector(valence=qu.valence, arousal=qu.arousal, allow=allow)
+                source = "none" if qa is None else "target_mood"
             if qa is None:
-                return np.zeros(0, dtype=np.int64), None
-            return self._search(b.audio_index, qa[None, :], RETRIEVAL_K, allow), qa
+                return np.zeros(0, dtype=np.int64), None, source
+            return self._search(b.audio_index, qa[None, :], k, allow), qa, source
 
-        audio_f = self._pool.submit(audio_job)
-        audio_ids, qa = audio_f.result()
-        ids = np.unique(np.concatenate([text_f.result(), mood_f.result(), audio_ids]))
-        return ids.astype(np.int64), qa
+        audio_ids, qa, source = self._pool.submit(audio_job).result()
+        lists = [text_f.result(), mood_f.result(), audio_ids]
+        ids = np.concatenate(lists).astype(np.int64)
+        ranks = np.concatenate([np.arange(len(x), dtype=np.int64) for x in lists])
+        order = np.lexsort((ranks, ids))  # by id, then rank: the first row of an id is its best rank
+        ids, ranks = ids[order], ranks[order]
+        first = np.r_[True, ids[1:] != ids[:-1]] if len(ids) else np.zeros(0, bool)
+        cand, best = ids[first], ranks[first]
+        if len(seeds):
+            seed_codes = self._version_code[seeds]
+            drop = np.isin(cand, seeds) | np.isin(self._version_code[cand], seed_codes[seed_codes >= 0])
+            cand, best = cand[~drop], best[~drop]
+        merged = len(cand)
+        keep = self._artist_cap(cand=cand, best_rank=best, cap=ARTIST_CAP_CANDIDATES)
+        return Retrieved(cand=cand[keep], audio_query=qa, audio_query_source=source, merged=merged)
+
+    def _artist_cap(self, *, cand: np.ndarray, best_rank: np.ndarray, cap: int) -> np.ndarray:
+        """(c,) bool: keep at most ``cap`` of each artist's candidates (lowest ``best_rank``); no artist = kept."""
+        if len(cand) == 0:
+            return np.zeros(0, dtype=bool)
+        codes = self._artist_code[cand]
+        order = np.lexsort((best_rank, codes))  # by artist, then best rank
+        c = codes[order]
+        pos = np.arange(len(c))
+        starts = np.r_[True, c[1:] != c[:-1]]
+        within = pos - np.maximum.accumulate(np.where(starts, pos, 0))  # position inside the artist group
+        keep = np.empty(len(cand), dtype=bool)
+        keep[order] = (within < cap) | (c < 0)
+        return keep
 
     # ---------------------------------------------------------------- scoring
     def score(
         self, *, cand: np.ndarray, qu: QueryUnderstanding, audio_query: np.ndarray | None
     ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """Scores (c,) and per-signal arrays (c,) for candidate row ids ``cand`` (c,).
+        """Scores (c,) and per-signal contributions (c,) for candidate row ids ``cand`` (c,)."""
+        sb = self.score_breakdown(cand=cand, qu=qu, audio_query=audio_query)
+        return sb.total, sb.contrib
+
+    def score_breakdown(
+        self, *, cand: np.ndarray, qu: QueryUnderstanding, audio_query: np.ndarray | None
+    ) -> "ScoreBreakdown":
+        """Scores with their parts for candidate row ids ``cand`` (c,) (every array (c,)).
 
         Every signal is in [0, 1]. Per track the positive weights are renormalised over the
         signals it has: audio only when the track and the query have an audio vector; mood
         weight multiplied by the track's mood_confidence (0 when its mood is unknown) and by the
-        query mood's confidence, so an uncertain mood counts less. The popularity penalty is subtracted for the top 1 % most played.
+        query mood's confidence, so an uncertain mood counts less. The popularity penalty is
+        subtracted for the top 1 % most played. Collaborative = popularity within the cluster.
         """
         w = WEIGHTS[qu.query_type]
         b = self.bundle
+        c = len(cand)
         text_sim = np.clip(b.text_rows(cand) @ qu.embedding, 0.0, 1.0)
         if audio_query is not None:
             audio_sim = np.clip(b.audio_rows(cand) @ audio_query, 0.0, 1.0)
-            has_audio = self.bundle.has_audio[cand].astype(np.float32)
+            has_audio = b.has_audio[cand].astype(np.float32)
         else:
-            audio_sim = np.zeros(len(cand), np.float32)
-            has_audio = np.zeros(len(cand), np.float32)
+            audio_sim = np.zeros(c, np.float32)
+            has_audio = np.zeros(c, np.float32)
         va = self._va[cand]
         dist = np.linalg.norm(va - np.array([qu.valence, qu.arousal], np.float32), axis=1)
         mood_sim = np.nan_to_num(1.0 - dist / MOOD_MAX_DIST, nan=0.0)
         # A mood counts in proportion to how sure we are of both ends: the track's mood and the
         # query's detected mood (a neutral or unfamiliar query has low confidence).
-        mood_w = w.mood * self._mood_conf[cand] * self.bundle.has_mood[cand] * qu.confidence
+        track_conf = self._mood_conf[cand] * b.has_mood[cand]
+        mood_w = w.mood * track_conf * qu.confidence
         audio_w = w.audio * has_audio
         collab = self._collab[cand]
         denom = w.text + audio_w + mood_w + w.collab
@@ -460,35 +679,44 @@ class Recommender:
             "collab": w.collab * collab / denom,
             "popularity_penalty": -w.popularity_penalty * self._popular[cand].astype(np.float32),
         }
-        total = sum(contrib.values())
-        return np.asarray(total, dtype=np.float32), contrib
+        total = np.asarray(sum(contrib.values()), dtype=np.float32)
+        parts = {
+            "text_sim": text_sim, "audio_sim": audio_sim, "mood_sim": mood_sim, "collab": collab,
+            "w_text": w.text / denom, "w_audio": audio_w / denom, "w_mood": mood_w / denom,
+            "w_collab": w.collab / denom, "mood_confidence": track_conf,
+            "query_mood_confidence": np.full(c, qu.confidence, np.float32),
+        }
+        return ScoreBreakdown(total=total, contrib=contrib, explanation=parts)
 
     # ---------------------------------------------------------------- reranking
-    def rerank(self, *, cand: np.ndarray, scores: np.ndarray, k: int) -> np.ndarray:
-        """Positions into ``cand`` of the k results: MMR (λ=MMR_LAMBDA) with artist spacing.
+    def rerank(self, *, cand: np.ndarray, scores: np.ndarray, k: int, mmr_lambda: float = MMR_LAMBDA) -> np.ndarray:
+        """Positions into ``cand`` (c,) of the k results: MMR with artist spacing and version dedup.
 
-        The pairwise text-similarity matrix of the pool is one matrix product; the greedy loop runs
-        k times over numpy vectors. Artist spacing: a candidate whose artist is among the previous
-        ARTIST_WINDOW-1 picks is skipped unless nothing else is left.
+        MMR: ``λ · score − (1 − λ) · max text cosine to the picks so far``. The pairwise
+        text-similarity matrix of the pool is one matrix product; the greedy loop runs k times
+        over numpy vectors. Artist spacing: a candidate whose artist is among the previous
+        ARTIST_WINDOW-1 picks is skipped unless nothing else is left. Version dedup: once a track
+        is picked, every candidate with its (artist, canonical title) key is dropped.
         """
         if len(cand) == 0 or k <= 0:
             return np.zeros(0, dtype=np.int64)
+        lam = float(mmr_lambda)
         pool_n = min(len(cand), max(MMR_POOL_MIN, 5 * k))
         pool = np.argsort(-scores, kind="stable")[:pool_n]
         vecs = self.bundle.text_rows(cand[pool])
         sim = vecs @ vecs.T  # (p, p)
         rel = scores[pool].astype(np.float64)
-        artists = self._artist_key[cand[pool]]
-        max_sim = np.full(pool_n, -np.inf)
+        artists = self._artist_code[cand[pool]]
+        versions = self._version_code[cand[pool]]
+        max_sim = np.zeros(pool_n)
         available = np.ones(pool_n, dtype=bool)
         picked: list[int] = []
         for _ in range(min(k, pool_n)):
-            mmr = MMR_LAMBDA * rel - (1 - MMR_LAMBDA) * np.where(np.isfinite(max_sim), max_sim, 0.0)
-            mmr = np.where(available, mmr, -np.inf)
-            recent = {artists[p] for p in picked[-(ARTIST_WINDOW - 1):]} - {None}
-            if recent:
-                blocked = np.array([a in recent for a in artists]) & available
-                spaced = np.where(blocked, -np.inf, mmr)
+            mmr = np.where(available, lam * rel - (1 - lam) * max_sim, -np.inf)
+            recent = artists[picked[-(ARTIST_WINDOW - 1):]] if picked and ARTIST_WINDOW > 1 else artists[:0]
+            recent = recent[recent >= 0]
+            if len(recent):
+                spaced = np.where(np.isin(artists, recent), -np.inf, mmr)
                 if np.isfinite(spaced).any():
                     mmr = spaced
             best = int(np.argmax(mmr))
@@ -496,11 +724,15 @@ class Recommender:
                 break
             picked.append(best)
             available[best] = False
-            max_sim = np.maximum(max_sim, sim[best])
+            if versions[best] >= 0:
+                available &= versions != versions[best]
+            max_sim = sim[best] if len(picked) == 1 else np.maximum(max_sim, sim[best])
         return pool[np.array(picked, dtype=np.int64)]
 
     # ---------------------------------------------------------------- assembly
-    def _track(self, row: int, score: float, signals: dict[str, float]) -> RankedTrack:
+    def _track(
+        self, row: int, score: float, signals: dict[str, float], *, explanation: dict[str, float] | None = None
+    ) -> RankedTrack:
         r = self.bundle.tracks.row(int(row), named=True)
         return RankedTrack(
             track_id=r[S.TRACK_ID], title=r[S.TITLE], artist=r[S.ARTIST], year=r[S.YEAR],
@@ -513,6 +745,7 @@ class Recommender:
                 confidence=None if r[S.MOOD_CONFIDENCE] is None else float(r[S.MOOD_CONFIDENCE]),
             ),
             signals=signals,
+            explanation=explanation,
         )
 
     def track_by_id(self, track_id: str) -> RankedTrack | None:
@@ -522,40 +755,105 @@ class Recommender:
             return None
         return self._track(int(hits["_rid"][0]), 0.0, {})
 
+    def _check(self, req: RecommendRequest) -> None:
+        if req.diversity is not None and not 0.0 <= float(req.diversity) <= 1.0:
+            raise ValueError(f"diversity must be in [0, 1], got {req.diversity}")
+        if len(req.seed_track_ids) > MAX_SEEDS:
+            raise ValueError(f"at most {MAX_SEEDS} seed_track_ids, got {len(req.seed_track_ids)}")
+        if req.target is not None and (len(req.target) != 2 or not all(-1.0 <= float(x) <= 1.0 for x in req.target)):
+            raise ValueError(f"target must be (valence, arousal) in [-1, 1], got {req.target}")
+
+    def seed_rows(self, seed_track_ids: Sequence[str]) -> np.ndarray:
+        """(s,) int64 distinct row ids of the seeds (request order); UnknownTrackError if one is unknown."""
+        ids = list(dict.fromkeys(seed_track_ids))
+        rows = self.rows_of(ids)
+        if (rows < 0).any():
+            raise UnknownTrackError(ids[int(np.argmax(rows < 0))], field="seed_track_ids")
+        return rows
+
+    def steer(
+        self, qu: QueryUnderstanding, *, seed_rows: np.ndarray, target: tuple[float, float] | None
+    ) -> QueryUnderstanding:
+        """The query after seeds and an explicit mood target (see the module docstring).
+
+        Text: ``normalise(SEED_QUERY_WEIGHT · q + (1 − SEED_QUERY_WEIGHT) · normalise(mean seed
+        text))``. Mood: ``target`` → that point, confidence 1, query type "mood" unless an artist
+        matched; else with seeds that have a mood: ``(c_q · m_q + c_s · m_s) / (c_q + c_s)`` where
+        m_s is the seeds' confidence-weighted mean mood, c_s their mean confidence and c_q the
+        query's; the blended confidence is ``(c_q² + c_s²) / (c_q + c_s)``.
+        """
+        emb, v, a, c = qu.embedding, qu.valence, qu.arousal, qu.confidence
+        qtype, matched = qu.query_type, dict(qu.matched)
+        if len(seed_rows):
+            m = self.bundle.text_rows(seed_rows).astype(np.float64).mean(0)
+            if np.linalg.norm(m) > 0:
+                blend = SEED_QUERY_WEIGHT * emb + (1 - SEED_QUERY_WEIGHT) * m / np.linalg.norm(m)
+                if np.linalg.norm(blend) > 0:
+                    emb = (blend / np.linalg.norm(blend)).astype(np.float32)
+            matched["seeds"] = [str(len(seed_rows))]
+        if target is not None:
+            v, a, c = float(target[0]), float(target[1]), 1.0
+            if not matched.get("artist"):
+                qtype = "mood"
+            matched["target"] = [f"valence {v:+.2f}, arousal {a:+.2f}"]
+        elif len(seed_rows):
+            with_mood = seed_rows[self.bundle.has_mood[seed_rows]]
+            conf = self._mood_conf[with_mood].astype(np.float64)
+            if len(with_mood) and conf.sum() > 0:
+                m_s = (conf[:, None] * self._va[with_mood]).sum(0) / conf.sum()
+                c_s = float(conf.mean())
+                v = float((c * v + c_s * m_s[0]) / (c + c_s))
+                a = float((c * a + c_s * m_s[1]) / (c + c_s))
+                c = float((c * c + c_s * c_s) / (c + c_s))
+        return QueryUnderstanding(
+            embedding=emb, valence=float(np.clip(v, -1, 1)), arousal=float(np.clip(a, -1, 1)),
+            confidence=float(np.clip(c, 0, 1)), query_type=qtype, matched=matched,
+        )
+
     def recommend(self, req: RecommendRequest) -> RecommendResult:
-        """Run the pipeline for one request (see module docstring)."""
+        """Run the pipeline for one request (see module docstring).
+
+        Raises UnknownTrackError for an unknown seed id, ValueError for an out-of-range
+        diversity/target or more than MAX_SEEDS seeds.
+        """
         t0 = time.perf_counter()
         stages = dict.fromkeys(STAGES, 0.0)
+        self._check(req)
+        seeds = self.seed_rows(req.seed_track_ids)
         if req.mode == "baseline":
-            return self._baseline(req, t0, stages)
+            return self._baseline(req, t0, stages, seeds)
 
         t = time.perf_counter()
-        qu = self.understand(req.query)
+        qu = self.steer(self.understand(req.query), seed_rows=seeds, target=req.target)
         stages["query_understanding"] = (time.perf_counter() - t) * 1000
 
         t = time.perf_counter()
-        allow = self.allowed_ids(req.filters)
+        allow = self.allowed_ids(req.filters, include_unavailable=req.include_unavailable)
         post_ms = (time.perf_counter() - t) * 1000
 
         t = time.perf_counter()
-        cand, audio_query = self.retrieve(qu, allow)
+        got = self.retrieve(qu, allow, seed_rows=seeds)
+        cand = got.cand
         stages["retrieval"] = (time.perf_counter() - t) * 1000
 
         t = time.perf_counter()
-        scores, contrib = self.score(cand=cand, qu=qu, audio_query=audio_query)
+        sb = self.score_breakdown(cand=cand, qu=qu, audio_query=got.audio_query)
         stages["scoring"] = (time.perf_counter() - t) * 1000
 
         t = time.perf_counter()
-        order = self.rerank(cand=cand, scores=scores, k=req.top_k)
+        diversity = DEFAULT_DIVERSITY if req.diversity is None else float(req.diversity)
+        order = self.rerank(cand=cand, scores=sb.total, k=req.top_k, mmr_lambda=1.0 - diversity)
         stages["reranking"] = (time.perf_counter() - t) * 1000
 
         t = time.perf_counter()
         results = [
             self._track(
-                int(cand[p]), float(scores[p]), {name: float(arr[p]) for name, arr in contrib.items()}
+                int(cand[p]), float(sb.total[p]), {name: float(arr[p]) for name, arr in sb.contrib.items()},
+                explanation={name: float(arr[p]) for name, arr in sb.explanation.items()} if req.explain else None,
             )
             for p in order
-            if self._live[cand[p]]  # DEAD links are never returned (already excluded by allow)
+            # DEAD links are never returned unless asked for (already excluded by allow)
+            if req.include_unavailable or self._live[cand[p]]
         ]
         stages["postprocessing"] = post_ms + (time.perf_counter() - t) * 1000
         return RecommendResult(
@@ -569,23 +867,47 @@ class Recommender:
                 stages=stages,
                 store_version=self.bundle.version,
             ),
+            audio_query_source=got.audio_query_source,
         )
 
-    def _baseline(self, req: RecommendRequest, t0: float, stages: dict[str, float]) -> RecommendResult:
+    def similar(self, *, track_id: str, top_k: int = 10, include_unavailable: bool = False) -> RecommendResult:
+        """Tracks like ``track_id``: its own text doc as the query and itself as the only seed.
+
+        Raises UnknownTrackError(field="track_id") when the id is not in the served version.
+        """
+        rows = self.rows_of([track_id])
+        if rows[0] < 0:
+            raise UnknownTrackError(track_id, field="track_id")
+        r = self.bundle.tracks.row(int(rows[0]), named=True)
+        query = next((x for x in (r[S.TEXT_DOC], r[S.TITLE], r[S.ARTIST]) if x and x.strip()), track_id)
+        return self.recommend(RecommendRequest(
+            query=query, top_k=top_k, seed_track_ids=(track_id,), include_unavailable=include_unavailable,
+        ))
+
+    def _baseline(
+        self, req: RecommendRequest, t0: float, stages: dict[str, float], seeds: np.ndarray
+    ) -> RecommendResult:
+        """Exact inner product of the query embedding over the allowed rows (seeds dropped)."""
         t = time.perf_counter()
         q = np.asarray(self.encoder([req.query]), dtype=np.float32).reshape(1, -1)
         stages["query_understanding"] = (time.perf_counter() - t) * 1000
         t = time.perf_counter()
-        allow = self.allowed_ids(req.filters)
+        allow = self.allowed_ids(req.filters, include_unavailable=req.include_unavailable)
         post_ms = (time.perf_counter() - t) * 1000
         t = time.perf_counter()
-        scores, ids = indexing.exact_search(
-            vectors=indexing.VectorSet(ids=allow, vectors=self.bundle.text_rows(allow)), queries=q, k=req.top_k, metric="ip"
+        # Exact scan over the bundle's stored text vectors, without an (m, 384) copy of the allowed rows.
+        scores, ids = self.bundle.text_exact_search(
+            query=q, k=req.top_k + len(seeds), allow=None if len(allow) == len(self.bundle) else allow
         )
-        keep = ids[0] >= 0
+        keep = (ids[0] >= 0) & ~np.isin(ids[0], seeds)
+        ids, scores = ids[0][keep][: req.top_k], scores[0][keep][: req.top_k]
         stages["retrieval"] = (time.perf_counter() - t) * 1000
         t = time.perf_counter()
-        results = [self._track(int(i), float(s), {"text": float(s)}) for i, s in zip(ids[0][keep], scores[0][keep])]
+        results = [
+            self._track(int(i), float(s), {"text": float(s)},
+                        explanation={"text_sim": float(s), "w_text": 1.0} if req.explain else None)
+            for i, s in zip(ids, scores)
+        ]
         stages["postprocessing"] = post_ms + (time.perf_counter() - t) * 1000
         return RecommendResult(
             query=req.query, mood_detected=None, query_type="default", results=results,
