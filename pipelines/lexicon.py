@@ -22,6 +22,12 @@ words; ``coverage`` is the fraction of content tokens (non-stopword, non-negator
 Context cues (the plan's "morning", "workout", "sleep", "party", "study", "night" …) are reported
 by :meth:`MoodLexicon.context_cues` only for cue words that the norms actually rate, so their
 mood contribution is the norm value, never an invented number.
+
+The one hand-set table is ``CONTEXT_SHIFTS`` (see :func:`context_shift`): a small, documented set
+of listening-context and music words ("workout", "upbeat", "sleep", "study", "breakup" …) with the
+(Δvalence, Δarousal) each adds *after* the query-mood model. The norms cannot supply these: they
+rate words' general affect ("morning" is calm, "run" is mildly positive) rather than what music
+for that context sounds like, and "upbeat" or "workout" are not rated at all.
 """
 
 import csv
@@ -255,3 +261,130 @@ class MoodLexicon:
         if entry is None or entry not in self.glasgow:
             return None
         return self.glasgow[entry]
+
+
+# --- context cues: a curated (Δvalence, Δarousal) table applied after the query-mood model -------
+# Each entry: cue → (Δvalence, Δarousal, what the shift encodes). Shifts are on the [-1, 1] output
+# scale; they describe the music people ask for in that context (workout playlists are fast and
+# loud; sleep playlists quiet and slow; breakup songs sad), not the word's general affect.
+# Magnitudes: 0.45 ≈ one Glasgow-norm std of arousal for a strong activity cue, 0.1–0.2 for mild
+# time-of-day / weather cues. Keys are single tokens or two tokens joined ("roadtrip", "breakup").
+CONTEXT_SHIFTS: dict[str, tuple[float, float, str]] = {
+    "workout": (0.10, 0.45, "exercise music is driving and high-energy"),
+    "gym": (0.10, 0.45, "exercise music is driving and high-energy"),
+    "exercise": (0.10, 0.45, "exercise music is driving and high-energy"),
+    "run": (0.05, 0.40, "running music keeps a fast pulse"),
+    "running": (0.05, 0.40, "running music keeps a fast pulse"),
+    "cardio": (0.10, 0.45, "exercise music is driving and high-energy"),
+    "party": (0.30, 0.40, "party music is bright and danceable"),
+    "dance": (0.25, 0.35, "dance music is bright and rhythmic"),
+    "club": (0.15, 0.40, "club music is loud and rhythmic"),
+    "upbeat": (0.30, 0.40, "music word: lively, positive"),
+    "energetic": (0.15, 0.45, "music word: high energy"),
+    "hype": (0.15, 0.45, "music word: high energy"),
+    "pumped": (0.15, 0.45, "music word: high energy"),
+    "morning": (0.15, 0.10, "morning playlists are fresh and gently rising, not sleepy"),
+    "night": (-0.05, -0.15, "night listening is slower and darker"),
+    "latenight": (-0.10, -0.25, "late-night listening is slow and dark"),
+    "evening": (0.0, -0.10, "evening listening winds down"),
+    "study": (0.0, -0.30, "study music is calm and unobtrusive"),
+    "studying": (0.0, -0.30, "study music is calm and unobtrusive"),
+    "focus": (0.0, -0.25, "focus music is calm and steady"),
+    "work": (0.0, -0.10, "background music for work is restrained"),
+    "sleep": (0.05, -0.55, "sleep music is very quiet and slow"),
+    "bedtime": (0.05, -0.50, "sleep music is very quiet and slow"),
+    "lullaby": (0.10, -0.50, "sleep music is very quiet and slow"),
+    "chill": (0.15, -0.35, "music word: relaxed, pleasant"),
+    "chillout": (0.15, -0.35, "music word: relaxed, pleasant"),
+    "relax": (0.15, -0.40, "relaxing music is calm and pleasant"),
+    "relaxing": (0.15, -0.40, "relaxing music is calm and pleasant"),
+    "mellow": (0.10, -0.35, "music word: soft, calm"),
+    "rain": (-0.15, -0.20, "rainy-day music is wistful and slow"),
+    "rainy": (-0.15, -0.20, "rainy-day music is wistful and slow"),
+    "drive": (0.10, 0.15, "driving music keeps a steady, moderate pulse"),
+    "driving": (0.10, 0.15, "driving music keeps a steady, moderate pulse"),
+    "roadtrip": (0.20, 0.20, "road-trip music is bright and moving"),
+    "breakup": (-0.50, -0.05, "breakup songs are sad"),
+    "heartbreak": (-0.50, -0.05, "breakup songs are sad"),
+    "summer": (0.20, 0.10, "summer music is bright"),
+    "winter": (-0.05, -0.10, "winter music is quieter"),
+}
+# VADER reference implementation constant (vaderSentiment.py: B_INCR = 0.293): an intensifier
+# before a cue scales its shift by (1 + B_INCR); a dampener by (1 - B_INCR).
+VADER_BOOST = 0.293
+INTENSIFIERS: frozenset[str] = frozenset(
+    {"very", "really", "super", "extremely", "so", "totally", "absolutely", "incredibly", "hella", "most"}
+)
+DAMPENERS: frozenset[str] = frozenset({"slightly", "somewhat", "bit", "little", "kinda", "kindof", "sort", "barely"})
+MAX_CONTEXT_SHIFT = 0.6  # per axis, after summing the cues of one text
+# The shifts describe music requests, so they apply only to query-like texts: at most
+# QUERY_MAX_TOKENS tokens, or any length when a listening word is present. In general prose these
+# words carry no such shift (EmoBank sentences with "work", "run", "night", "club" … rate within
+# ±0.05 of the corpus mean arousal), and applying them there cost 0.04 dev arousal r.
+QUERY_MAX_TOKENS = 8
+LISTENING_WORDS: frozenset[str] = frozenset(
+    {"music", "song", "songs", "playlist", "playlists", "track", "tracks", "tunes", "mix", "beats",
+     "vibes", "listen", "listening", "album", "soundtrack"}
+)
+
+
+@dataclass(frozen=True)
+class ContextShift:
+    valence: float
+    arousal: float
+    cues: tuple[str, ...]  # cue entries found (negated ones prefixed "not ")
+
+
+def _cue_entry(token: str) -> str | None:
+    if token in CONTEXT_SHIFTS:
+        return token
+    for suffix, repl in _SUFFIXES:
+        if token.endswith(suffix) and len(token) - len(suffix) >= 3:
+            stem = token[: -len(suffix)] + repl
+            if stem in CONTEXT_SHIFTS:
+                return stem
+    return None
+
+
+def context_shift(text: str) -> ContextShift:
+    """Summed (Δvalence, Δarousal) of the ``CONTEXT_SHIFTS`` cues in ``text``, each clipped to
+    ±``MAX_CONTEXT_SHIFT``.
+
+    A negator in the ``NEGATION_WINDOW`` tokens before a cue cancels it ("not for a party" is not a
+    party request; it is not evidence of the opposite either). An intensifier right before a cue
+    scales its shift by ``1 + VADER_BOOST``, a dampener by ``1 - VADER_BOOST``. Each cue counts once.
+    Texts longer than ``QUERY_MAX_TOKENS`` tokens without a ``LISTENING_WORDS`` token are prose,
+    not music requests: no shift.
+    """
+    tokens = tokenize(text)
+    if len(tokens) > QUERY_MAX_TOKENS and not any(t in LISTENING_WORDS for t in tokens):
+        return ContextShift(0.0, 0.0, ())
+    dv = da = 0.0
+    found: list[str] = []
+    seen: set[str] = set()
+    i = 0
+    while i < len(tokens):
+        width, entry = 1, None
+        if i + 1 < len(tokens):
+            entry = _cue_entry(tokens[i] + tokens[i + 1])
+            width = 2 if entry else 1
+        if entry is None:
+            entry = _cue_entry(tokens[i])
+        if entry is not None and entry not in seen:
+            seen.add(entry)
+            before = tokens[max(0, i - NEGATION_WINDOW) : i]
+            if any(t in NEGATORS for t in before):
+                found.append(f"not {entry}")
+            else:
+                scale = 1.0
+                if before and before[-1] in INTENSIFIERS:
+                    scale = 1.0 + VADER_BOOST
+                elif before and before[-1] in DAMPENERS:
+                    scale = 1.0 - VADER_BOOST
+                v, a, _ = CONTEXT_SHIFTS[entry]
+                dv += scale * v
+                da += scale * a
+                found.append(entry)
+        i += width
+    clip = MAX_CONTEXT_SHIFT
+    return ContextShift(float(np.clip(dv, -clip, clip)), float(np.clip(da, -clip, clip)), tuple(found))

@@ -32,7 +32,12 @@ resamples); the ensemble mean is the prediction.
 Confidence: per axis, the predictive standard deviation is
 ``sigma = sqrt(sigma_resid**2 + sigma_ens(x)**2)`` where ``sigma_resid`` is the held-out residual
 std (EmoBank dev, in z units) and ``sigma_ens(x)`` the spread of the bootstrap ensemble at ``x``
-(large far from the training data, where the members disagree). The axis confidence is ``2 * Phi(|mu| / sigma) - 1``: the
+(large far from the training data, where the members disagree).
+
+Context cues: after the model, ``predict`` adds the curated (Δvalence, Δarousal) shifts of
+``lexicon.CONTEXT_SHIFTS`` for listening-context and music words in the query ("upbeat morning
+workout" → +arousal), with negation cancelling and intensifiers scaling a cue. Training metrics
+report EmoBank dev with (``dev_with_context``) and without (``dev``) the shifts. The axis confidence is ``2 * Phi(|mu| / sigma) - 1``: the
 probability that the predicted side of neutral is right, minus chance, in [0, 1]. The reported
 confidence is the mean over the two axes, so a neutral-sounding or unfamiliar query ("songs by
 X") gets a low mood confidence and "sad piano" a high one.
@@ -57,6 +62,7 @@ from pipelines.embedding import EMBEDDING_DIM, embed_texts
 from pipelines.lexicon import (
     EMOBANK_FILE,
     MoodLexicon,
+    context_shift,
     load_glasgow,
     rescale_emobank,
     resolve_open_file,
@@ -176,14 +182,28 @@ class QueryMoodModel:
         mean, std = self.source_stats[source]
         return z * std + mean
 
-    def predict(self, texts: Sequence[str], *, embeddings: np.ndarray | None = None) -> np.ndarray:
+    def context_shifts(self, texts: Sequence[str]) -> np.ndarray:
+        """(n, 2) (Δvalence, Δarousal) of each text's context cues (``lexicon.context_shift``)."""
+        shifts = [context_shift(t) for t in texts]
+        return np.array([[c.valence, c.arousal] for c in shifts], dtype=np.float64).reshape(len(texts), 2)
+
+    def predict(
+        self, texts: Sequence[str], *, embeddings: np.ndarray | None = None, context: bool = True
+    ) -> np.ndarray:
         """(n, 3) float64: valence, arousal in [-1, 1], confidence in [0, 1].
+
+        ``context``: add the curated context-cue shifts (``lexicon.CONTEXT_SHIFTS``: "workout",
+        "sleep", "upbeat" …) to the model's estimate before clipping; confidence is computed from
+        the shifted estimate (a cue is evidence about the side of neutral).
 
         ``embeddings`` (n, 384) may be passed when the caller already has them."""
         if len(texts) == 0:
             return np.zeros((0, 3))
         mu_z, ens_std_z = self.predict_z(self.features(texts, embeddings=embeddings))
-        va = np.clip(self.to_scale(mu_z, source=self.output_source), -1.0, 1.0)
+        va = self.to_scale(mu_z, source=self.output_source)
+        if context:
+            va = va + self.context_shifts(texts)
+        va = np.clip(va, -1.0, 1.0)
         _, out_std = self.source_stats[self.output_source]
         sigma = np.sqrt(self.resid_std_z**2 + ens_std_z**2) * out_std  # (n, 2) in output units
         conf_axes = 2.0 * ndtr(np.abs(va) / sigma) - 1.0
@@ -326,8 +346,14 @@ def train_query_mood_model(
     lex_cal = Ridge(alpha=1.0).fit(lex_train[eb_mask], train.targets[eb_mask])
     lex_calibrated = axis_metrics(pred=lex_cal.predict(lex_dev), true=dev.targets)
 
+    # The same dev predictions with the context-cue shifts added (moved onto EmoBank's scale via
+    # the ratio of the two sources' stds), so the cues' effect on held-out text is on record.
+    ratio = stats["emobank"][1] / stats[shell.output_source][1] if shell.output_source in stats else 1.0
+    dev_pred_ctx = dev_pred + shell.context_shifts(dev.texts) * ratio
     metrics: dict[str, Any] = {
         "dev": axis_metrics(pred=dev_pred, true=dev.targets),
+        "dev_with_context": axis_metrics(pred=dev_pred_ctx, true=dev.targets),
+        "dev_context_rows": int(np.any(shell.context_shifts(dev.texts) != 0, axis=1).sum()),
         "dev_lexicon_raw": lex_raw,
         "dev_lexicon_calibrated": lex_calibrated,
         "candidates": results,
