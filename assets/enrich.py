@@ -15,6 +15,7 @@ from pipelines.embedding import EMBEDDING_DIM, MODEL_NAME, embed_texts
 from pipelines.genreimpute import GENRE_CONFIDENCE, impute_genres
 from pipelines.imputation import fill_descriptions, impute_audio_features, impute_metadata
 from pipelines.metafeatures import metadata_features, null_rate_table
+from pipelines.resolver import inherit_from_similar
 from pipelines.tagvocab import build_vocabulary, tags_from_text
 from pipelines.schema import GENRE_SOURCE
 from pipelines.store import DATA_DIR, array_path, read_array, table_path, write_array, write_table
@@ -59,7 +60,9 @@ def imputed_metadata(context: AssetExecutionContext) -> MaterializeResult:
     (``genre_source`` = unknown). Tags: kNN votes, else TF-IDF n-grams of the track's own text
     fuzzy-matched to a music-tag vocabulary built from MTG-Jamendo and MusicCaps. Description:
     the track's vibe text, else a synthetic line flagged ``synthetic`` (display only: never
-    embedded, never counted as text evidence). Plus release year, era, recency, popularity tier, artist statistics,
+    embedded, never counted as text evidence). Strategy C: a track whose link is confirmed DEAD (and
+    was not resolved) takes its missing genre / tags from the most similar live track by text
+    embedding instead (source ``inherited``, donor in ``donor_track_id`` / ``tags_donor_track_id``). Plus release year, era, recency, popularity tier, artist statistics,
     metadata richness and text length.
     """
     tracks = load("music_tracks")
@@ -94,6 +97,8 @@ def imputed_metadata(context: AssetExecutionContext) -> MaterializeResult:
         pl.Series(S.GENRE, genre, dtype=pl.Utf8), pl.Series(S.GENRE_SOURCE, source, dtype=pl.Utf8),
         pl.Series(GENRE_CONFIDENCE, conf, dtype=pl.Float64),
     )
+    out = _inherit_for_dead(out=out, observed_genres=observed, observed_tags=tracks.get_column(S.TAGS).to_list(),
+                            vectors=vectors, has_text=has_text)
     # Tags from the track's own words where neither the crawl nor the neighbours gave any.
     need = [i for i, t in enumerate(out.get_column(S.TAGS).to_list()) if not t]
     texts = [" ".join(x for x in (r[S.TITLE], r[S.DESCRIPTION], r[S.VIBE_TEXT]) if x) for r in out.select(S.TITLE, S.DESCRIPTION, S.VIBE_TEXT).iter_rows(named=True)]
@@ -117,6 +122,34 @@ def imputed_metadata(context: AssetExecutionContext) -> MaterializeResult:
     })
 
 
+def _inherit_for_dead(*, out: pl.DataFrame, observed_genres: list, observed_tags: list, vectors: np.ndarray,
+                      has_text: np.ndarray) -> pl.DataFrame:
+    """Strategy C: DEAD (unresolved) tracks take their missing genre / tags from the most similar
+    live track by text embedding (``genre_source`` / ``tags_source`` = inherited, donors recorded)."""
+    status = out.get_column(S.URL_STATUS).to_list() if S.URL_STATUS in out.columns else [None] * out.height
+    dead = np.array([s == "DEAD" for s in status])
+    ids = out.get_column(S.TRACK_ID).to_list()
+    inherited = inherit_from_similar(track_ids=ids, vectors=vectors, has_text=has_text, recipients=dead, donors=~dead,
+                                     genres=observed_genres, tags=observed_tags)
+    genre, gsrc, conf = out.get_column(S.GENRE).to_list(), out.get_column(S.GENRE_SOURCE).to_list(), out.get_column(GENRE_CONFIDENCE).to_list()
+    tags, tsrc = out.get_column(S.TAGS).to_list(), out.get_column(S.TAGS_SOURCE).to_list()
+    gdonor: list[str | None] = [None] * out.height
+    tdonor: list[str | None] = [None] * out.height
+    row = {t: i for i, t in enumerate(ids)}
+    for r in inherited.iter_rows(named=True):
+        i = row[r[S.TRACK_ID]]
+        if r["genre_donor"] is not None:
+            genre[i], gsrc[i], conf[i], gdonor[i] = r[S.GENRE], "inherited", r["genre_similarity"], r["genre_donor"]
+        if r["tags_donor"] is not None:
+            tags[i], tsrc[i], tdonor[i] = r[S.TAGS], "inherited", r["tags_donor"]
+    return out.with_columns(
+        pl.Series(S.GENRE, genre, dtype=pl.Utf8), pl.Series(S.GENRE_SOURCE, gsrc, dtype=pl.Utf8),
+        pl.Series(GENRE_CONFIDENCE, conf, dtype=pl.Float64), pl.Series(S.TAGS, tags, dtype=pl.Utf8),
+        pl.Series(S.TAGS_SOURCE, tsrc, dtype=pl.Utf8), pl.Series(S.DONOR_TRACK_ID, gdonor, dtype=pl.Utf8),
+        pl.Series(S.TAGS_DONOR_TRACK_ID, tdonor, dtype=pl.Utf8),
+    )
+
+
 def _md_table(df: pl.DataFrame) -> str:
     rows = ["| " + " | ".join(df.columns) + " |", "|" + "---|" * len(df.columns)]
     for r in df.iter_rows():
@@ -128,8 +161,10 @@ def _md_table(df: pl.DataFrame) -> str:
 def audio_features_imputed(context: AssetExecutionContext) -> MaterializeResult:
     """An audio feature vector for every music track: extracted where audio decoded, else imputed.
 
-    Imputation = ensemble of text-kNN (neighbours with real audio only) and genre prototypes,
-    weighted by held-out validation; ``audio_source`` and ``audio_confidence`` say which and how sure.
+    Imputation = ensemble of text-kNN (neighbours with real audio only), an XGBoost regressor
+    (text embedding + release year + log playback count → audio vector) and genre prototypes,
+    weighted by held-out validation (MAE per feature group, cosine; in the metadata);
+    ``audio_source`` and ``audio_confidence`` say which and how sure.
     """
     tracks = load("imputed_metadata")
     feats = load("audio_features").filter(pl.col(S.AUDIO_ERROR).is_null())
@@ -146,6 +181,16 @@ def audio_features_imputed(context: AssetExecutionContext) -> MaterializeResult:
     frames = [real.select(S.TRACK_ID, *FEATURE_COLUMNS).with_columns(
         pl.lit("extracted").alias(S.AUDIO_SOURCE), pl.lit(1.0).alias(S.AUDIO_CONFIDENCE))]
     validation: dict = {"n_audio": len(real_ids)}
+    year_of = dict(zip(tracks.get_column(S.TRACK_ID).to_list(), tracks.get_column(S.YEAR).cast(pl.Float64, strict=False).to_list()))
+    plays_of = dict(zip(tracks.get_column(S.TRACK_ID).to_list(), tracks.get_column(S.PLAYBACK_COUNT).cast(pl.Float64, strict=False).to_list()))
+
+    def meta_of(ids: list[str]) -> np.ndarray:
+        """(len(ids), 2) release year and log1p playback count; NaN where the crawl has none."""
+        year = [year_of.get(t) for t in ids]
+        plays = [plays_of.get(t) for t in ids]
+        return np.array([[np.nan if y is None else y, np.nan if p is None or p < 0 else np.log1p(p)]
+                         for y, p in zip(year, plays)], dtype=np.float64).reshape(len(ids), 2)
+
     if target_ids and len(real_ids) >= 2:
         result = impute_audio_features(
             audio_ids=real_ids, audio_matrix=real_matrix, audio_text=vectors[real_rows],
@@ -153,6 +198,7 @@ def audio_features_imputed(context: AssetExecutionContext) -> MaterializeResult:
             target_ids=target_ids, target_text=vectors[target_rows] if len(target_rows) else np.zeros((0, vectors.shape[1])),
             target_has_text=has_text[target_rows] if len(target_rows) else np.zeros(0, dtype=bool),
             target_genres=[genre_of.get(t) for t in target_ids],
+            audio_meta=meta_of(real_ids), target_meta=meta_of(target_ids), feature_names=FEATURE_COLUMNS,
         )
         validation = result.validation
         imputed = pl.DataFrame(result.features, schema=list(FEATURE_COLUMNS), orient="row").with_columns(

@@ -16,8 +16,10 @@ from pipelines.audiocache import extract_with_cache
 from pipelines.democorpus import build_demo_crawl, emopia_midi_items
 from pipelines.ingest import ingest, ingest_frame
 from pipelines.linkcheck import LinkCheckConfig, check_links
-from pipelines.linkstatus import current_status, empty_history, plan_checks
+from pipelines.linkstatus import current_status, empty_history, plan_checks, reason_table
+from pipelines.resolver import CatalogueResolver, apply_resolutions, resolve_dead_links
 from pipelines.musicfilter import classify_music
+from pipelines.musicclassifier import apply_classifier, fit_from_open_data
 from pipelines.render import render_many
 from assets.inbox import crawl_batch
 from pipelines.store import DATA_DIR, audio_dir, batch_table_paths, read_table, table_path, write_table
@@ -108,7 +110,10 @@ def raw_tracks(context: AssetExecutionContext, settings: MoodscapeSettings) -> M
 
 @asset(group_name="heal", deps=[raw_tracks], compute_kind="httpx")
 def track_link_status(context: AssetExecutionContext, settings: MoodscapeSettings) -> MaterializeResult:
-    """Link status per track (VALID / MOVED / REQUIRES_AUTH / DEAD / UNKNOWN / BLOCKED).
+    """Link status per track (VALID / MOVED / REQUIRES_AUTH / SUSPECT / DEAD / UNKNOWN / BLOCKED).
+
+    The status is derived from the append-only history: one DEAD check makes a link SUSPECT (still
+    served); DEAD needs two DEAD checks ≥ 24 h apart (``MOODSCAPE_DEAD_CONFIRM_HOURS``).
 
     Real HTTP through the link checker's network policy (non-global addresses refused). Each run
     checks at most ``link_check_budget`` links within ``link_check_deadline_s`` — never-checked
@@ -130,8 +135,17 @@ def track_link_status(context: AssetExecutionContext, settings: MoodscapeSetting
         "offline": settings.offline,
         "status_counts": counts_md(value_counts(status, S.URL_STATUS), key="status"),
         "reasons_this_run": counts_md(value_counts(checked, S.REASON), key="reason") if checked.height else "none",
+        "reasons": _reasons_md(reason_table(status=status)),
+        "suspect": int((status.get_column(S.URL_STATUS) == S.LINK_SUSPECT).sum()),
         "history_rows": history.height,
     })
+
+
+def _reasons_md(table: pl.DataFrame) -> MetadataValue:
+    """status × reason counts as a markdown table (one row per pair)."""
+    lines = ["| status | reason | count |", "|---|---|---|"]
+    lines += [f"| {r[S.URL_STATUS]} | {r[S.REASON]} | {r['count']} |" for r in table.iter_rows(named=True)]
+    return MetadataValue.md("\n".join(lines) if table.height else "none")
 
 
 def _extract(settings: MoodscapeSettings):
@@ -174,13 +188,24 @@ def music_tracks(context: AssetExecutionContext) -> MaterializeResult:
     tracks = load("raw_tracks")
     feats = load("audio_features")
     verdict = classify_music(tracks=tracks, audio_features=feats.filter(pl.col(S.AUDIO_ERROR).is_null()))
+    # Secondary learned signal (see pipelines.musicclassifier for its honest limits): scores only
+    # the rows the heuristics left undecided.
+    classifier = fit_from_open_data(data_dir=DATA_DIR, n_per_source=200)
+    verdict = apply_classifier(tracks=tracks, verdict=verdict, classifier=classifier)
     status = load("track_link_status").select(S.TRACK_ID, S.URL_STATUS, S.HTTP_CODE, S.FINAL_URL)
     joined = tracks.join(verdict, on=S.TRACK_ID, how="left").join(status, on=S.TRACK_ID, how="left")
     # MOVED links keep their new address (the crawled one stays in permalink_url_original).
-    joined = joined.with_columns(pl.col(S.PERMALINK_URL).alias("permalink_url_original")).with_columns(
+    joined = joined.with_columns(pl.col(S.PERMALINK_URL).alias(S.URL_ORIGINAL)).with_columns(
         pl.when((pl.col(S.URL_STATUS) == "MOVED") & pl.col(S.FINAL_URL).is_not_null())
         .then(pl.col(S.FINAL_URL)).otherwise(pl.col(S.PERMALINK_URL)).alias(S.PERMALINK_URL)
     )
+    # Confirmed DEAD links: a live copy of the same track elsewhere in the catalogue replaces the
+    # URL (provenance in url_resolution_*); the served status becomes the copy's status.
+    resolutions = resolve_dead_links(tracks=joined, resolvers=[CatalogueResolver(catalogue=joined)])
+    joined = apply_resolutions(tracks=joined, resolutions=resolutions)
+    donor_status = joined.select(pl.col(S.TRACK_ID).alias(S.URL_RESOLVED_FROM), pl.col(S.URL_STATUS).alias("_donor_status"))
+    joined = joined.join(donor_status, on=S.URL_RESOLVED_FROM, how="left", maintain_order="left").with_columns(
+        pl.coalesce(pl.col("_donor_status"), pl.col(S.URL_STATUS)).alias(S.URL_STATUS)).drop("_donor_status")
     music = joined.filter(pl.col(S.IS_MUSIC).fill_null(True))
     rejected = joined.filter(~pl.col(S.IS_MUSIC).fill_null(True))
     write_table(music, table_path("music_tracks"))
@@ -188,6 +213,14 @@ def music_tracks(context: AssetExecutionContext) -> MaterializeResult:
     return MaterializeResult(metadata={
         "music": music.height,
         "non_music": rejected.height,
+        "classifier_held_out": MetadataValue.json(classifier.metrics),
+        "classifier_scored": int(verdict.get_column(S.MUSIC_PROBABILITY).is_not_null().sum()),
+        "classifier_excluded": int(verdict.get_column(S.MUSIC_REASON).str.starts_with("classifier").sum()),
+        "dead_links": int((music.get_column(S.URL_STATUS) == "DEAD").sum()),
+        "dead_links_resolved": resolutions.height,
+        "resolved_examples": MetadataValue.md("\n".join(
+            f"- `{r[S.TRACK_ID]}` → `{r[S.PERMALINK_URL]}` ({r[S.URL_RESOLUTION_SOURCE]}, score {r[S.URL_RESOLUTION_SCORE]:.2f}, "
+            f"from `{r[S.URL_RESOLVED_FROM]}`)" for r in resolutions.head(10).iter_rows(named=True)) or "none"),
         "non_music_examples": MetadataValue.md("\n".join(
             f"- `{r[S.TRACK_ID]}`: {r[S.MUSIC_REASON]}" for r in rejected.head(20).iter_rows(named=True)) or "none"),
     })

@@ -175,6 +175,12 @@ def build_parser() -> argparse.ArgumentParser:
     from moodscape import healcli
 
     healcli.register(sub)  # ingest, check-links
+    from moodscape import audiocli
+
+    audiocli.register(sub)  # bench-audio
+    from moodscape import benchcli
+
+    benchcli.register(sub)  # bench
     return parser
 
 

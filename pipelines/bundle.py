@@ -19,6 +19,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,6 +28,7 @@ from typing import Any
 import faiss
 import numpy as np
 import polars as pl
+from tqdm import tqdm
 
 from pipelines import indexing
 from pipelines import schema as S
@@ -61,8 +63,8 @@ class Bundle:
     folder: Path
     manifest: dict[str, Any]
     tracks: pl.DataFrame
-    text_vectors: np.ndarray  # (n, 384) float32
-    audio_vectors: np.ndarray  # (n, d) float32; zero rows where has_audio is False
+    text_vectors: np.ndarray | None  # (n, 384) float32, or None when only the index stores them
+    audio_vectors: np.ndarray | None  # (n, d) float32 (zero rows = no audio), or None (index only)
     has_audio: np.ndarray  # (n,) bool
     has_mood: np.ndarray  # (n,) bool
     text_index: faiss.Index
@@ -87,13 +89,44 @@ class Bundle:
 
     # Row access to the vectors goes through these two methods only, so the storage behind them
     # (memory-mapped float32 today) can change without touching the ranking code.
+    # Large bundles publish no .npy copies: the rows are decoded from the index storage
+    # (``reconstruct_batch``; exact for Flat/HNSW-Flat, fp16-rounded for SQfp16).
     def text_rows(self, ids: np.ndarray) -> np.ndarray:
         """(len(ids), 384) float32 L2-normalised text vectors of row ids ``ids`` (int64)."""
-        return np.asarray(self.text_vectors[np.asarray(ids, dtype=np.int64)], dtype=np.float32)
+        ids = np.asarray(ids, dtype=np.int64).reshape(-1)
+        if self.text_vectors is not None:
+            return np.asarray(self.text_vectors[ids], dtype=np.float32)
+        return indexing.reconstruct_rows(index=self.text_index, ids=ids)
 
     def audio_rows(self, ids: np.ndarray) -> np.ndarray:
         """(len(ids), d) float32 L2-normalised audio vectors of ``ids``; zero rows = no audio."""
-        return np.asarray(self.audio_vectors[np.asarray(ids, dtype=np.int64)], dtype=np.float32)
+        ids = np.asarray(ids, dtype=np.int64).reshape(-1)
+        if self.audio_vectors is not None:
+            return np.asarray(self.audio_vectors[ids], dtype=np.float32)
+        out = np.zeros((len(ids), self.audio_dim), dtype=np.float32)
+        present = self.has_audio[ids]
+        if present.any():
+            out[present] = indexing.reconstruct_rows(index=self.audio_index, ids=ids[present])
+        return out
+
+    @property
+    def audio_dim(self) -> int:
+        if self.audio_vectors is not None:
+            return int(self.audio_vectors.shape[1])
+        return int(self.audio_index.d) if self.audio_index is not None else 0
+
+    def text_exact_search(self, *, query: np.ndarray, k: int, allow: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """Exact inner-product top-k over the text vectors of ``allow`` (None = every row).
+
+        query (384,) or (1, 384) → (scores (1, k), ids (1, k)); id -1 pads missing slots.
+        """
+        q = np.asarray(query, dtype=np.float32).reshape(1, -1)
+        if self.text_vectors is not None:
+            ids = np.arange(len(self), dtype=np.int64) if allow is None else np.asarray(allow, np.int64)
+            return indexing.exact_search(
+                vectors=indexing.VectorSet(ids=ids, vectors=self.text_rows(ids)), queries=q, k=k, metric="ip"
+            )
+        return indexing.exhaustive_search(index=self.text_index, queries=q, k=k, allow=allow, n_rows=len(self))
 
 
 def _l2_normalise(x: np.ndarray) -> np.ndarray:
@@ -221,28 +254,168 @@ def write_bundle(
     return folder
 
 
+def _install(tmp: Path, folder: Path) -> None:
+    if folder.exists():
+        # os.replace cannot replace a non-empty directory: move the old one aside first.
+        old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
+        os.replace(folder, old)
+        os.replace(tmp, folder)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, folder)
+
+
+def write_bundle_chunked(
+    *,
+    folder: Path,
+    tracks: pl.DataFrame,
+    text_chunk: Callable[[int, int], np.ndarray],
+    audio_chunk: Callable[[int, int], np.ndarray],
+    audio_dim: int,
+    query_mood_model_path: Path,
+    factory: str | None = None,
+    chunk: int = 50_000,
+    train_size: int = 100_000,
+    publish_vectors: bool | None = None,
+    extra_manifest: dict[str, Any] | None = None,
+    progress: bool = True,
+) -> Path:
+    """Like :func:`write_bundle` for stores too big to hold twice in memory (same layout).
+
+    ``text_chunk(start, stop)`` → (stop-start, 384) and ``audio_chunk(start, stop)`` → (stop-start,
+    audio_dim) float32 rows (all-zero audio row = no audio); each may be called more than once for
+    the same range and must return the same rows. Trainable indices are trained on the first
+    ``train_size`` rows. ``publish_vectors`` (default: only below ``indexing.FLAT_MAX_ROWS`` rows)
+    also writes ``text_vectors.npy``/``audio_vectors.npy``; without them ``text_rows``/``audio_rows``
+    decode from the index storage.
+    """
+    folder = Path(folder)
+    tracks = _normalise_tracks(tracks)
+    n = tracks.height
+    if publish_vectors is None:
+        publish_vectors = n < indexing.FLAT_MAX_ROWS
+    starts = list(range(0, n, chunk))
+    text_factory = factory or indexing.choose_factory(n=n)
+    m = min(n, train_size)
+    text_index = indexing.new_index(dim=text_chunk(0, 1).shape[1], metric="ip", factory=text_factory,
+                                    train_vectors=_l2_normalise(text_chunk(0, m)))
+    # Pass 1 over audio: which rows have a vector (for the size-adaptive factory and training).
+    has_audio = np.zeros(n, dtype=bool)
+    audio_train: list[np.ndarray] = []
+    if audio_dim:
+        for s in tqdm(starts, desc="audio pass", disable=not progress):
+            a = np.nan_to_num(audio_chunk(s, min(n, s + chunk)))
+            has_audio[s : s + len(a)] = np.linalg.norm(a, axis=1) > 0
+            if sum(len(x) for x in audio_train) < train_size:
+                audio_train.append(_l2_normalise(a[has_audio[s : s + len(a)]]))
+    n_audio = int(has_audio.sum())
+    audio_index = (
+        indexing.new_index(dim=audio_dim, metric="ip", factory=factory or indexing.choose_factory(n=n_audio),
+                           train_vectors=np.concatenate(audio_train)[:train_size])
+        if n_audio else None
+    )
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        text_mm = audio_mm = None
+        if publish_vectors:
+            text_mm = np.lib.format.open_memmap(tmp / TEXT_VECTORS_FILE, mode="w+", dtype=np.float32,
+                                                shape=(n, text_index.d))
+            audio_mm = np.lib.format.open_memmap(tmp / AUDIO_VECTORS_FILE, mode="w+", dtype=np.float32,
+                                                 shape=(n, audio_dim))
+        for s in tqdm(starts, desc="indexing", disable=not progress):
+            e = min(n, s + chunk)
+            ids = np.arange(s, e, dtype=np.int64)
+            t = _l2_normalise(np.nan_to_num(text_chunk(s, e)))
+            text_index.add_with_ids(t, ids)
+            if text_mm is not None:
+                text_mm[s:e] = t
+            if audio_dim:
+                a = _l2_normalise(np.nan_to_num(audio_chunk(s, e)))
+                mask = has_audio[s:e]
+                if audio_index is not None and mask.any():
+                    audio_index.add_with_ids(np.ascontiguousarray(a[mask]), ids[mask])
+                if audio_mm is not None:
+                    audio_mm[s:e] = a
+        for mm in (text_mm, audio_mm):
+            if mm is not None:
+                mm.flush()
+        del text_mm, audio_mm
+        indexing.finalize_index(text_index)
+        if audio_index is not None:
+            indexing.finalize_index(audio_index)
+        va = tracks.select(S.VALENCE, S.AROUSAL).to_numpy().astype(np.float32)
+        has_mood = ~np.isnan(va).any(axis=1)
+        mood_index = (
+            indexing.build_index(vectors=indexing.VectorSet(ids=np.flatnonzero(has_mood), vectors=va[has_mood]),
+                                 metric="l2", factory="Flat")
+            if has_mood.any() else None
+        )
+        tracks.write_parquet(tmp / TRACKS_FILE)
+        indexing.save_index(index=text_index, path=tmp / TEXT_INDEX_FILE)
+        if audio_index is not None:
+            indexing.save_index(index=audio_index, path=tmp / AUDIO_INDEX_FILE)
+        if mood_index is not None:
+            indexing.save_index(index=mood_index, path=tmp / MOOD_INDEX_FILE)
+        shutil.copyfile(query_mood_model_path, tmp / QUERY_MOOD_FILE)
+        manifest = {
+            "version": folder.name,
+            "created_at": datetime.now(UTC).isoformat(),
+            "counts": {
+                "tracks": n, "with_audio": n_audio, "with_mood": int(has_mood.sum()),
+                "dead_links": int((tracks[S.URL_STATUS] == "DEAD").sum()),
+            },
+            "indices": {
+                "text": _index_manifest(text_index),
+                "audio": _index_manifest(audio_index),
+                "mood": _index_manifest(mood_index),
+            },
+            "vectors_published": bool(publish_vectors),
+            "audio_dim": int(audio_dim),
+            "libraries": {"faiss": faiss.__version__, "numpy": np.__version__, "polars": pl.__version__},
+            **(extra_manifest or {}),
+        }
+        (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str))
+        _install(tmp, folder)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return folder
+
+
 def load_bundle(folder: Path, *, mmap: bool = True) -> Bundle:
     """Load a version folder written by :func:`write_bundle` (vectors and indices memory-mapped)."""
     folder = Path(folder)
     manifest = json.loads((folder / MANIFEST_FILE).read_text())
-    tracks = pl.read_parquet(folder / TRACKS_FILE)
-    mode = "r" if mmap else None
-    text = np.load(folder / TEXT_VECTORS_FILE, mmap_mode=mode)
-    audio = np.load(folder / AUDIO_VECTORS_FILE, mmap_mode=mode)
+    n = int(manifest.get("counts", {}).get("tracks", -1))
+    # Serving never needs the embedded document; at scale it is the biggest string column.
+    columns = None if n < indexing.FLAT_MAX_ROWS else [c for c in BUNDLE_COLUMNS if c != S.TEXT_DOC]
+    tracks = pl.read_parquet(folder / TRACKS_FILE, columns=columns)
     n = tracks.height
-    if text.shape[0] != n or audio.shape[0] != n:
-        raise ValueError(f"bundle {folder} is inconsistent: {n} tracks, text {text.shape}, audio {audio.shape}")
-    has_audio = (np.abs(np.asarray(audio)).sum(axis=1) > 0) if audio.shape[1] else np.zeros(n, dtype=bool)
-    va = tracks.select(S.VALENCE, S.AROUSAL).to_numpy()
-    has_mood = ~np.isnan(va.astype(np.float64)).any(axis=1)
+    mode = "r" if mmap else None
 
     def _maybe(name: str) -> faiss.Index | None:
         path = folder / name
         return indexing.load_index(path=path, mmap=mmap) if path.exists() else None
 
     text_index = indexing.load_index(path=folder / TEXT_INDEX_FILE, mmap=mmap)
+    audio_index = _maybe(AUDIO_INDEX_FILE)
+    text = np.load(folder / TEXT_VECTORS_FILE, mmap_mode=mode) if (folder / TEXT_VECTORS_FILE).exists() else None
+    audio = np.load(folder / AUDIO_VECTORS_FILE, mmap_mode=mode) if (folder / AUDIO_VECTORS_FILE).exists() else None
+    if (text is not None and text.shape[0] != n) or (audio is not None and audio.shape[0] != n):
+        raise ValueError(f"bundle {folder} is inconsistent: {n} tracks, text {text.shape}, audio {audio.shape}")
+    if text is None and text_index.ntotal != n:
+        raise ValueError(f"bundle {folder} has no text vectors and its text index holds {text_index.ntotal} of {n} rows")
+    if audio is not None:
+        has_audio = (np.abs(np.asarray(audio)).sum(axis=1) > 0) if audio.shape[1] else np.zeros(n, dtype=bool)
+    else:
+        has_audio = np.zeros(n, dtype=bool)
+        if audio_index is not None:
+            has_audio[indexing.id_map(audio_index)] = True
+    va = tracks.select(S.VALENCE, S.AROUSAL).to_numpy()
+    has_mood = ~np.isnan(va.astype(np.float64)).any(axis=1)
     return Bundle(
         folder=folder, manifest=manifest, tracks=tracks, text_vectors=text, audio_vectors=audio,
         has_audio=has_audio, has_mood=has_mood, text_index=text_index,
-        audio_index=_maybe(AUDIO_INDEX_FILE), mood_index=_maybe(MOOD_INDEX_FILE),
+        audio_index=audio_index, mood_index=_maybe(MOOD_INDEX_FILE),
     )

@@ -14,9 +14,34 @@ def vset(musiccaps_vectors: np.ndarray) -> VectorSet:
     return VectorSet(ids=ids, vectors=musiccaps_vectors)
 
 
-def test_size_adaptive_factory() -> None:
+def test_size_adaptive_factory(monkeypatch) -> None:
+    monkeypatch.delenv("MOODSCAPE_INDEX_FACTORY", raising=False)
     assert indexing.choose_factory(n=1_000) == "Flat"
-    assert indexing.choose_factory(n=60_000).startswith("HNSW")
+    assert indexing.choose_factory(n=60_000) == "IVF1024,SQfp16"
+    assert indexing.choose_factory(n=1_000_000) == "IVF4096,SQfp16"
+    monkeypatch.setenv("MOODSCAPE_INDEX_FACTORY", "HNSW32")
+    assert indexing.choose_factory(n=60_000) == "HNSW32"
+    assert indexing.choose_factory(n=1_000) == "Flat"  # small stores stay exact
+
+
+def test_ivf_recall_reconstruct_and_exhaustive_scan(vset: VectorSet) -> None:
+    # Index 900 real texts in an IVF over fp16 codes; query with 100 held-out texts.
+    train = VectorSet(ids=vset.ids[:900], vectors=vset.vectors[:900])
+    index = indexing.build_index(vectors=train, metric="ip", factory="IVF16,SQfp16")
+    assert indexing.index_factory_string(index) == "IVF16,SQfp16"
+    recall = indexing.recall_at_k(index=index, exact_vectors=train, sample_queries=vset.vectors[900:], k=10)
+    assert recall >= 0.9, recall
+    np.testing.assert_allclose(
+        indexing.reconstruct_rows(index=index, ids=train.ids[::7]), train.vectors[::7], atol=2e-3
+    )
+    allow = train.ids[::3]
+    s, i = indexing.exhaustive_search(index=index, queries=vset.vectors[900:910], k=10, allow=allow)
+    es, ei = indexing.exact_search(
+        vectors=VectorSet(ids=allow, vectors=train.vectors[::3]), queries=vset.vectors[900:910], k=10, metric="ip"
+    )
+    np.testing.assert_allclose(s, es, atol=2e-3)
+    assert np.mean([len(set(a) & set(b)) / 10 for a, b in zip(i, ei)]) >= 0.95
+    assert set(i.ravel()) <= set(allow)
 
 
 @pytest.mark.parametrize("factory", [None, "HNSW32"])
@@ -66,7 +91,7 @@ def test_l2_search_equals_numpy(vset: VectorSet) -> None:
 
 
 @pytest.mark.parametrize("small_limit", [indexing.SMALL_ALLOW_LIST, 10])  # remap path, then IDSelector path
-@pytest.mark.parametrize("factory", [None, "HNSW32"])
+@pytest.mark.parametrize("factory", [None, "HNSW32", "IVF16,SQfp16"])
 def test_allow_list_search_equals_brute_force(monkeypatch, vset: VectorSet, small_limit: int, factory) -> None:
     monkeypatch.setattr(indexing, "SMALL_ALLOW_LIST", small_limit)
     index = indexing.build_index(vectors=vset, metric="ip", factory=factory)
@@ -79,7 +104,10 @@ def test_allow_list_search_equals_brute_force(monkeypatch, vset: VectorSet, smal
         vectors=VectorSet(ids=vset.ids[mask], vectors=vset.vectors[mask]), queries=q, k=10, metric="ip"
     )
     assert np.isin(i[i >= 0], allow).all()
-    if factory is None or small_limit > 150:
+    if factory == "IVF16,SQfp16":  # every list probed (16 ≤ nprobe) over fp16 codes: exact up to rounding
+        np.testing.assert_allclose(s, es, atol=2e-3)
+        assert np.mean([len(set(a) & set(b)) / 10 for a, b in zip(i, ei)]) >= 0.9
+    elif factory is None or small_limit > 150:
         np.testing.assert_array_equal(i, ei)
         np.testing.assert_allclose(s, es, atol=1e-5)
     else:  # HNSW + selector is approximate: most of the exact neighbours

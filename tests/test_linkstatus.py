@@ -5,7 +5,7 @@ from datetime import datetime, timedelta, timezone
 import polars as pl
 
 from pipelines import schema as S
-from pipelines.linkstatus import HISTORY_SCHEMA, current_status, plan_checks
+from pipelines.linkstatus import HISTORY_SCHEMA, current_status, plan_checks, reason_table
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=timezone.utc)
 
@@ -53,6 +53,64 @@ def test_budget_takes_never_checked_then_stalest() -> None:
 
 def test_current_status_marks_unchecked() -> None:
     tracks = _tracks(["a", "b"])
-    out = current_status(tracks=tracks, history=_hist([("a", "DEAD", None, 1)])).sort(S.TRACK_ID)
-    assert out[S.URL_STATUS].to_list() == ["DEAD", "UNKNOWN"]
-    assert out[S.REASON].to_list()[1] == "not_checked_yet"
+    out = current_status(tracks=tracks, history=_hist([("a", "DEAD", "http_404", 1)])).sort(S.TRACK_ID)
+    assert out[S.URL_STATUS].to_list() == ["SUSPECT", "UNKNOWN"]  # one 404 is not yet DEAD
+    assert out[S.REASON].to_list() == ["http_404", "not_checked_yet"]
+
+
+def _status(rows, confirm_hours=24.0, ids=("x",)) -> dict[str, str]:
+    out = current_status(tracks=_tracks(list(ids)), history=_hist(rows), confirm_hours=confirm_hours)
+    return dict(zip(out[S.TRACK_ID].to_list(), out[S.URL_STATUS].to_list()))
+
+
+def test_dead_needs_two_checks_at_least_a_day_apart() -> None:
+    h = 1 / 24
+    assert _status([("x", "DEAD", "http_404", 3)]) == {"x": "SUSPECT"}
+    # two 404s an hour apart: still SUSPECT; 25 h apart: DEAD; exactly 24 h: DEAD
+    assert _status([("x", "DEAD", "http_404", 3), ("x", "DEAD", "http_404", 3 - h)]) == {"x": "SUSPECT"}
+    assert _status([("x", "DEAD", "http_404", 3), ("x", "DEAD", "http_404", 3 - 25 * h)]) == {"x": "DEAD"}
+    assert _status([("x", "DEAD", "http_404", 3), ("x", "DEAD", "http_410", 2)]) == {"x": "DEAD"}
+    # the interval is configurable
+    assert _status([("x", "DEAD", "http_404", 3), ("x", "DEAD", "http_404", 2)], confirm_hours=48) == {"x": "SUSPECT"}
+    assert _status([("x", "DEAD", "http_404", 3), ("x", "DEAD", "http_404", 2), ("x", "DEAD", "http_404", 1)],
+                   confirm_hours=48) == {"x": "DEAD"}
+
+
+def test_live_check_resets_and_unknown_does_not() -> None:
+    # DEAD, then VALID, then DEAD a day later: the streak restarted, so SUSPECT
+    assert _status([("x", "DEAD", "http_404", 5), ("x", "VALID", None, 3), ("x", "DEAD", "http_404", 2)]) == {"x": "SUSPECT"}
+    # DEAD, timeout, DEAD 2 days later: the timeout neither confirms nor refutes — DEAD
+    assert _status([("x", "DEAD", "http_404", 5), ("x", "UNKNOWN", "timeout", 4), ("x", "DEAD", "http_404", 3)]) == {"x": "DEAD"}
+    # a confirmed DEAD that answers again is VALID; a latest UNKNOWN shows UNKNOWN
+    assert _status([("x", "DEAD", "http_404", 5), ("x", "DEAD", "http_404", 3), ("x", "VALID", None, 1)]) == {"x": "VALID"}
+    assert _status([("x", "DEAD", "http_404", 5), ("x", "UNKNOWN", "timeout", 1)]) == {"x": "UNKNOWN"}
+
+
+def test_history_is_not_rewritten_and_provenance_kept() -> None:
+    hist = _hist([("x", "DEAD", "http_404", 3), ("x", "DEAD", "http_404", 1)])
+    before = hist.clone()
+    out = current_status(tracks=_tracks(["x"]), history=hist)
+    assert hist.equals(before)  # derived, never written back: the history stays append-only
+    row = out.row(0, named=True)
+    assert row[S.URL_STATUS] == "DEAD" and row[S.DEAD_CHECKS] == 2
+    assert row[S.FIRST_DEAD_AT] == (NOW - timedelta(days=3)).isoformat()
+    assert row[S.CHECKED_AT] == (NOW - timedelta(days=1)).isoformat()
+
+
+def test_suspect_is_rechecked_after_one_day_dead_after_thirty() -> None:
+    tracks = _tracks(["s_fresh", "s_stale", "dead_fresh"])
+    hist = _hist([("s_fresh", "DEAD", "http_404", 0.5), ("s_stale", "DEAD", "http_404", 1.1),
+                  ("dead_fresh", "DEAD", "http_404", 10), ("dead_fresh", "DEAD", "http_404", 5)])
+    due = {t for t, _ in plan_checks(tracks=tracks, history=hist, budget=10, now=NOW)}
+    assert due == {"s_stale"}
+    due_later = {t for t, _ in plan_checks(tracks=tracks, history=hist, budget=10, now=NOW + timedelta(days=26))}
+    assert due_later == {"s_fresh", "s_stale", "dead_fresh"}
+
+
+def test_reason_table_counts_status_by_reason() -> None:
+    hist = _hist([("a", "DEAD", "http_404", 1), ("b", "DEAD", "http_404", 2), ("c", "UNKNOWN", "timeout", 1),
+                  ("d", "VALID", None, 1)])
+    table = reason_table(status=current_status(tracks=_tracks(["a", "b", "c", "d", "e"]), history=hist))
+    rows = {(r[S.URL_STATUS], r[S.REASON]): r["count"] for r in table.iter_rows(named=True)}
+    assert rows == {("SUSPECT", "http_404"): 2, ("UNKNOWN", "timeout"): 1, ("UNKNOWN", "not_checked_yet"): 1,
+                    ("VALID", "-"): 1}
