@@ -2,6 +2,8 @@
 
 import math
 
+import joblib
+
 import polars as pl
 from dagster import (
     AssetCheckResult, AssetCheckSeverity, AssetExecutionContext, MaterializeResult, MetadataValue, asset,
@@ -19,10 +21,10 @@ from pipelines.linkcheck import LinkCheckConfig, check_links
 from pipelines.linkstatus import current_status, empty_history, plan_checks, reason_table
 from pipelines.resolver import CatalogueResolver, apply_resolutions, resolve_dead_links
 from pipelines.musicfilter import classify_music
-from pipelines.musicclassifier import apply_classifier, fit_from_open_data
+from pipelines.musicclassifier import MusicClassifier, apply_classifier, fit_from_open_data
 from pipelines.render import render_many
 from assets.inbox import crawl_batch
-from pipelines.store import DATA_DIR, audio_dir, batch_table_paths, read_table, table_path, write_table
+from pipelines.store import DATA_DIR, atomic_path, audio_dir, batch_table_paths, model_path, read_table, table_path, write_table
 
 CRAWL_QUALITY_COLUMNS = [S.TITLE, S.ARTIST, S.YEAR, S.GENRE, S.TAGS, S.DESCRIPTION, S.PLAYBACK_COUNT, S.PERMALINK_URL]
 
@@ -154,31 +156,131 @@ def _extract(settings: MoodscapeSettings):
     return run
 
 
-@asset(group_name="audio", deps=[raw_tracks], compute_kind="librosa")
+@asset(group_name="audio", deps=[raw_tracks, track_link_status], compute_kind="librosa")
 def audio_features(context: AssetExecutionContext, settings: MoodscapeSettings) -> MaterializeResult:
-    """librosa features (one STFT shared by every spectral feature) for every track with local audio.
+    """librosa features (one STFT shared by every spectral feature), 30 s from ``audio_offset_s``
+    (``MOODSCAPE_AUDIO_OFFSET_S``), for every track with audio.
 
-    Cached by file content key, so re-runs decode only new or changed files; a failing file gets
-    an ``audio_error`` row and never fails the batch.
+    Audio comes from ``audio_path`` or, for tracks without it whose link is VALID/MOVED (the MOVED
+    target), from a bounded download through the link checker's network policy
+    (``pipelines.audiofetch``): at most ``audio_fetch_budget`` new URLs per run, none offline;
+    downloads are kept and reused. Every attempt is logged per track in ``audio_fetch`` (reason
+    column) and per URL in ``audio_fetch_log`` (permanent refusals are not asked again). Cached by
+    file content key (one cache per offset), so re-runs decode only new or changed files; a failing
+    file gets an ``audio_error`` row and never fails the batch.
     """
-    tracks = load("raw_tracks").filter(pl.col(S.AUDIO_PATH).is_not_null())
-    items = list(zip(tracks.get_column(S.TRACK_ID).to_list(), tracks.get_column(S.AUDIO_PATH).to_list()))
-    feats, stats = extract_with_cache(items=items, cache_path=table_path("audio_feature_cache"), extract=_extract(settings))
+    from pipelines.audiofetch import (
+        FETCH_LOG_SCHEMA, FETCHABLE_STATUSES, FetchConfig, fetch_log_frame, fetch_many, plan_fetches,
+    )
+    from pipelines.linkstatus import utc_now
+    from pipelines.netpolicy import NetworkPolicy
+
+    raw = load("raw_tracks")
+    local = raw.filter(pl.col(S.AUDIO_PATH).is_not_null())
+    items = list(zip(local.get_column(S.TRACK_ID).to_list(), local.get_column(S.AUDIO_PATH).to_list()))
+    origin = dict.fromkeys(local.get_column(S.TRACK_ID).to_list(), "local")
+
+    # Tracks without local audio whose link is live: the MOVED target, else the crawled URL.
+    status_path = table_path("track_link_status")
+    status = read_table(status_path) if status_path.exists() else pl.DataFrame(
+        schema={S.TRACK_ID: pl.Utf8, S.URL_STATUS: pl.Utf8, S.FINAL_URL: pl.Utf8})
+    live = (
+        raw.filter(pl.col(S.AUDIO_PATH).is_null() & pl.col(S.PERMALINK_URL).is_not_null())
+        .select(S.TRACK_ID, S.PERMALINK_URL)
+        .join(status.select(S.TRACK_ID, S.URL_STATUS, S.FINAL_URL), on=S.TRACK_ID, how="inner")
+        .filter(pl.col(S.URL_STATUS).is_in(list(FETCHABLE_STATUSES)))
+        .with_columns(pl.when((pl.col(S.URL_STATUS) == "MOVED") & pl.col(S.FINAL_URL).is_not_null())
+                      .then(pl.col(S.FINAL_URL)).otherwise(pl.col(S.PERMALINK_URL)).alias("fetch_url"))
+    )
+    candidates = list(zip(live.get_column(S.TRACK_ID).to_list(), live.get_column("fetch_url").to_list()))
+    log_path = table_path("audio_fetch_log")
+    log = read_table(log_path) if log_path.exists() else pl.DataFrame(
+        schema={k: getattr(pl, v) for k, v in FETCH_LOG_SCHEMA.items()})
+    previous = dict(zip(log.get_column("url").to_list(), log.get_column("reason").to_list()))
+    dest = audio_dir("fetched")
+    plan = plan_fetches(candidates=candidates, previous=previous, dest_dir=dest,
+                        budget=0 if settings.offline else settings.audio_fetch_budget)
+    results = []
+    if plan.todo:
+        config = FetchConfig(max_bytes=settings.audio_fetch_max_bytes)
+        policy = NetworkPolicy(allow_hosts=settings.allow_hosts())
+        results = fetch_many(urls=[u for _, u in plan.todo], dest_dir=dest, policy=policy, config=config,
+                             progress=settings.progress)
+        fresh_log = fetch_log_frame(todo=plan.todo, results=results, fetched_at=utc_now())
+        log = pl.concat([log, fresh_log], how="vertical").unique(subset=["url"], keep="last", maintain_order=True)
+        write_table(log, log_path)
+    per_track = [(t, u, "reused") for t, u, _ in plan.reuse]
+    per_track += [(t, u, r.reason) for (t, u), r in zip(plan.todo, results)]
+    per_track += [(t, u, "offline" if settings.offline and why == "budget" else why) for t, u, why in plan.skipped]
+    fetch_table = pl.DataFrame(per_track, schema={S.TRACK_ID: pl.Utf8, "url": pl.Utf8, S.REASON: pl.Utf8}, orient="row")
+    write_table(fetch_table, table_path("audio_fetch"))
+    for t, _u, path in plan.reuse:
+        items.append((t, str(path)))
+        origin[t] = "fetched"
+    for (t, _u), r in zip(plan.todo, results):
+        if r.path is not None:
+            items.append((t, str(r.path)))
+            origin[t] = "fetched"
+
+    def extract(todo):
+        return extract_many(items=todo, workers=settings.workers, progress=settings.progress,
+                            offset=settings.audio_offset_s)
+
+    # The cache is keyed by file; the analysed window is part of what it holds: one cache per offset.
+    offset = settings.audio_offset_s
+    cache_name = "audio_feature_cache" if offset == 0 else f"audio_feature_cache_offset_{offset:g}s"
+    feats, stats = extract_with_cache(items=items, cache_path=table_path(cache_name), extract=extract)
     if feats.height == 0:
         feats = pl.DataFrame(schema={S.TRACK_ID: pl.Utf8, **{c: pl.Float64 for c in FEATURE_COLUMNS}, S.AUDIO_ERROR: pl.Utf8, "extract_s": pl.Float64})
+    feats = feats.with_columns(
+        pl.col(S.TRACK_ID).replace_strict(origin, default=None, return_dtype=pl.Utf8).alias("audio_origin"))
     write_table(feats, table_path("audio_features"))
     errors = feats.filter(pl.col(S.AUDIO_ERROR).is_not_null())
     fresh = feats.filter(pl.col("extract_s") > 0) if "extract_s" in feats.columns else feats
+    fetched_ok = [r for r in results if r.path is not None]
     return MaterializeResult(metadata={
         "tracks_with_audio": len(items),
+        "tracks_with_local_audio": local.height,
         "dims": len(FEATURE_COLUMNS),
         "errors": errors.height,
+        "decode_errors_fetched": errors.filter(pl.col("audio_origin") == "fetched").height,
+        "offset_s": offset,
         **stats,
         "mean_extract_s": round(float(fresh.get_column("extract_s").mean() or 0.0), 4) if fresh.height else 0.0,
+        "fetch_candidates": len(candidates),
+        "fetched": len(fetched_ok),
+        "fetched_bytes": sum(r.bytes for r in fetched_ok),
+        "fetch_reused": len(plan.reuse),
+        "fetch_failed": len(results) - len(fetched_ok),
+        "fetch_skipped": len(plan.skipped),
+        "fetch_reasons": counts_md(value_counts(fetch_table, S.REASON), key="reason") if fetch_table.height else "none",
     })
 
 
-@asset(group_name="heal", deps=[raw_tracks, track_link_status, audio_features], compute_kind="polars")
+@asset(group_name="heal", compute_kind="sklearn")
+def music_classifier(context: AssetExecutionContext) -> MaterializeResult:
+    """Learned music / non-music signal: logistic regression on MiniLM text embeddings of real
+    labelled open-data rows (music captions and tags vs non-music clips and prose).
+
+    Trained once per materialization (it does not depend on the crawl) and read by ``music_tracks``;
+    the held-out precision/recall are in the metadata. See ``pipelines.musicclassifier`` for its
+    honest limits (only 6 real non-music tracks exist in the open data).
+    """
+    classifier = fit_from_open_data(data_dir=DATA_DIR, n_per_source=200)
+    path = model_path("music_classifier")
+    with atomic_path(path, ".joblib") as tmp:
+        joblib.dump(classifier, tmp)
+    m = classifier.metrics
+    flat = {k: v for k, v in m.items() if isinstance(v, (int, float, str))}
+    return MaterializeResult(metadata={**flat, "held_out": MetadataValue.json(m)})
+
+
+def _load_music_classifier() -> MusicClassifier | None:
+    path = model_path("music_classifier")
+    return joblib.load(path) if path.exists() else None
+
+
+@asset(group_name="heal", deps=[raw_tracks, track_link_status, audio_features, music_classifier], compute_kind="polars")
 def music_tracks(context: AssetExecutionContext) -> MaterializeResult:
     """The crawl without non-music (speech, podcasts, animal and field recordings), with link status.
 
@@ -189,9 +291,13 @@ def music_tracks(context: AssetExecutionContext) -> MaterializeResult:
     feats = load("audio_features")
     verdict = classify_music(tracks=tracks, audio_features=feats.filter(pl.col(S.AUDIO_ERROR).is_null()))
     # Secondary learned signal (see pipelines.musicclassifier for its honest limits): scores only
-    # the rows the heuristics left undecided.
-    classifier = fit_from_open_data(data_dir=DATA_DIR, n_per_source=200)
-    verdict = apply_classifier(tracks=tracks, verdict=verdict, classifier=classifier)
+    # the rows the heuristics left undecided; skipped (and said so) when it was never materialized.
+    classifier = _load_music_classifier()
+    if classifier is not None:
+        verdict = apply_classifier(tracks=tracks, verdict=verdict, classifier=classifier)
+    else:
+        context.log.warning("music_classifier is not materialized: heuristics only")
+        verdict = verdict.with_columns(pl.lit(None, dtype=pl.Float64).alias(S.MUSIC_PROBABILITY))
     status = load("track_link_status").select(S.TRACK_ID, S.URL_STATUS, S.HTTP_CODE, S.FINAL_URL)
     joined = tracks.join(verdict, on=S.TRACK_ID, how="left").join(status, on=S.TRACK_ID, how="left")
     # MOVED links keep their new address (the crawled one stays in permalink_url_original).
@@ -213,7 +319,7 @@ def music_tracks(context: AssetExecutionContext) -> MaterializeResult:
     return MaterializeResult(metadata={
         "music": music.height,
         "non_music": rejected.height,
-        "classifier_held_out": MetadataValue.json(classifier.metrics),
+        "classifier_held_out": MetadataValue.json(classifier.metrics if classifier is not None else {"status": "not materialized"}),
         "classifier_scored": int(verdict.get_column(S.MUSIC_PROBABILITY).is_not_null().sum()),
         "classifier_excluded": int(verdict.get_column(S.MUSIC_REASON).str.starts_with("classifier").sum()),
         "dead_links": int((music.get_column(S.URL_STATUS) == "DEAD").sum()),
