@@ -31,6 +31,11 @@ class MoodscapeSettings(ConfigurableResource):
     query_mood_train_limit: int | None = _env_int("MOODSCAPE_QUERY_MOOD_LIMIT", None)
     eval_max_queries: int | None = _env_int("MOODSCAPE_EVAL_MAX_QUERIES", 300)
     progress: bool = False
+    # Audio features: analyse 30 s from this offset; download at most this many new URLs per run
+    # (tracks without audio_path whose link is VALID/MOVED), each capped at this many bytes.
+    audio_offset_s: float = float(os.environ.get("MOODSCAPE_AUDIO_OFFSET_S", "0"))
+    audio_fetch_budget: int = int(os.environ.get("MOODSCAPE_AUDIO_FETCH_BUDGET", "20"))
+    audio_fetch_max_bytes: int = int(os.environ.get("MOODSCAPE_AUDIO_FETCH_MAX_BYTES", str(4 * 1024 * 1024)))
 
     def allow_hosts(self) -> frozenset[str]:
         return frozenset(h.strip() for h in self.link_allow_hosts.split(",") if h.strip())

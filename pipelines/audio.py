@@ -340,10 +340,30 @@ def extract_features(
     """
     if not Path(path).is_file():
         raise FileNotFoundError(f"audio file not found: {path}")
+    offset = effective_offset(path=path, offset=offset, duration=duration)
     y, sr_loaded = librosa.load(str(path), sr=sr, mono=True, offset=offset, duration=duration)
+    if y.size == 0 and offset > 0:  # length unknown up front and the clip ends before the offset
+        y, sr_loaded = librosa.load(str(path), sr=sr, mono=True, offset=0.0, duration=duration)
     if y.size == 0:
         raise ValueError(f"no audio decoded from {path}")
     return features_from_signal(y=y, sr=int(sr_loaded))
+
+
+def effective_offset(*, path: str | Path, offset: float, duration: float) -> float:
+    """Where analysis starts: ``offset``, moved earlier for a clip shorter than ``offset + duration``.
+
+    A 20 s clip with ``offset=30, duration=30`` is analysed from 0 (all of it); a 45 s clip from
+    15 s (its last 30 s). When the header does not give the length, ``offset`` is returned as is.
+    """
+    if offset <= 0:
+        return 0.0
+    try:
+        total = float(librosa.get_duration(path=str(path)))
+    except Exception:  # noqa: BLE001 - unknown length (odd container, truncated download)
+        return float(offset)
+    if not np.isfinite(total) or total <= 0:
+        return float(offset)
+    return float(min(offset, max(0.0, total - duration)))
 
 
 _WARM = False
@@ -371,11 +391,11 @@ def _init_worker() -> None:
 
 
 def _extract_one(
-    track_id: str, path: str, sr: int, duration: float
+    track_id: str, path: str, sr: int, duration: float, offset: float = 0.0
 ) -> tuple[str, dict[str, float] | None, str | None, float]:
     start = time.perf_counter()
     try:
-        feats = extract_features(path=path, sr=sr, duration=duration)
+        feats = extract_features(path=path, sr=sr, offset=offset, duration=duration)
         return track_id, feats, None, time.perf_counter() - start
     except Exception as exc:  # noqa: BLE001 - one bad file must not fail the batch
         return track_id, None, f"{type(exc).__name__}: {exc}"[:500], time.perf_counter() - start
@@ -399,8 +419,12 @@ def extract_many(
     sr: int = SR,
     duration: float = 30.0,
     progress: bool = False,
+    offset: float = 0.0,
 ) -> pl.DataFrame:
     """Features for ``(track_id, path)`` pairs → one row per item, in input order.
+
+    Each file is analysed for ``duration`` s from ``offset`` s (see ``effective_offset`` for clips
+    shorter than that).
 
     Columns: ``track_id``, every ``FEATURE_COLUMNS`` entry (Float64, null on failure),
     ``audio_error`` (String, null when OK), ``extract_s`` (seconds spent). ``workers=1`` runs in
@@ -414,7 +438,7 @@ def extract_many(
     if workers <= 1 or len(items) <= 1:
         warmup()
         for i, (tid, path) in enumerate(items):
-            results[i] = _extract_one(tid, path, sr, duration)
+            results[i] = _extract_one(tid, path, sr, duration, offset)
             bar.update()
     else:
         # Compile (or load) numba's cache here first: workers that JIT-compile into an empty
@@ -426,7 +450,7 @@ def extract_many(
         with ProcessPoolExecutor(
             min(workers, len(items)), mp_context=ctx, initializer=_init_worker
         ) as pool:
-            futures = {pool.submit(_extract_one, *items[i], sr, duration): i for i in range(len(items))}
+            futures = {pool.submit(_extract_one, *items[i], sr, duration, offset): i for i in range(len(items))}
             for fut in as_completed(futures):
                 i = futures[fut]
                 try:
@@ -435,7 +459,7 @@ def extract_many(
                 except BrokenProcessPool:
                     broken.append(i)
         for n, i in enumerate(sorted(broken)):  # a worker died: isolate it, one fresh pool per item
-            _run_isolated(items=items, i=i, sr=sr, duration=duration, results=results)
+            _run_isolated(items=items, i=i, sr=sr, duration=duration, results=results, offset=offset)
             if n == 0 and len(broken) == len(items) and results[i][2] == _POOL_DIED:
                 raise RuntimeError("audio worker processes die on start-up; see their stderr")
             bar.update()
@@ -444,12 +468,13 @@ def extract_many(
 
 
 def _run_isolated(
-    *, items: list[tuple[str, str]], i: int, sr: int, duration: float, results: dict[int, tuple]
+    *, items: list[tuple[str, str]], i: int, sr: int, duration: float, results: dict[int, tuple],
+    offset: float = 0.0,
 ) -> None:
     """Extract item ``i`` in a fresh single-worker pool; a crash becomes an error row."""
     ctx = get_context("forkserver")
     try:
         with ProcessPoolExecutor(1, mp_context=ctx, initializer=_init_worker) as pool:
-            results[i] = pool.submit(_extract_one, *items[i], sr, duration).result()
+            results[i] = pool.submit(_extract_one, *items[i], sr, duration, offset).result()
     except BrokenProcessPool:
         results[i] = (items[i][0], None, _POOL_DIED, 0.0)
