@@ -7,7 +7,7 @@ from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, ass
 
 from assets.common import load, png_md, value_counts, counts_md
 from assets.enrich import audio_features_imputed, load_text_embeddings, text_embeddings
-from assets.heal import _extract, emopia_audio
+from assets.heal import _extract, emopia_audio, music_tracks
 from assets.settings import MoodscapeSettings
 from pipelines import schema as S
 from pipelines.audio import FEATURE_COLUMNS
@@ -16,6 +16,7 @@ from pipelines.lexicon import MoodLexicon
 from pipelines.querymood import QueryMoodModel, train_query_mood_model
 from pipelines.store import DATA_DIR, model_path, table_path, write_table, atomic_path
 from pipelines import mood as moodlib
+from pipelines.tagmood import scorer_for, split_tags, track_tag_moods
 
 
 @asset(group_name="mood", compute_kind="scikit-learn")
@@ -42,8 +43,10 @@ def audio_mood_model(context: AssetExecutionContext, settings: MoodscapeSettings
     """Audio features → (valence, arousal, confidence), trained on real labelled audio.
 
     EMOPIA train clips (quadrant → valence/arousal signs) and the immich mood folders (targets from
-    the Glasgow norms of the folder's mood word); evaluated on the song-disjoint EMOPIA val split
-    against the plan's hand-weighted formula.
+    the Glasgow norms of the folder's mood word). The candidate per axis is chosen by song-grouped
+    cross-validation on the train rows, its probabilities calibrated (sigmoid or isotonic, by CV
+    log-loss); the song-disjoint EMOPIA val split is scored once afterwards, against the uncalibrated
+    classifier and the plan's hand-weighted formula, and influences nothing.
     """
     rendered = load("emopia_audio").filter(pl.col("render_error").is_null())
     emopia_items = list(zip(rendered.get_column("clip_id").to_list(), rendered.get_column("audio_path").to_list()))
@@ -57,8 +60,8 @@ def audio_mood_model(context: AssetExecutionContext, settings: MoodscapeSettings
         emopia.select(S.TRACK_ID, moodlib.SPLIT, moodlib.VALENCE_SIGN, moodlib.AROUSAL_SIGN),
         immich.filter(pl.col(S.VALENCE).is_not_null()).select(S.TRACK_ID, S.VALENCE, S.AROUSAL).with_columns(pl.lit("train").alias(moodlib.SPLIT)),
     ], how="diagonal_relaxed")
-    # Fit on the train split only: EMOPIA val stays unseen, so `moodscape evaluate` on the val
-    # clips measures generalisation (val is still used to pick among the candidate models).
+    # Fit on the train split only: EMOPIA val stays unseen by selection, calibration and fitting,
+    # so the val numbers here and `moodscape evaluate` on the val clips measure generalisation.
     model, metrics = moodlib.fit_audio_mood_model(
         features=feats, labels=labels, feature_columns=list(FEATURE_COLUMNS), refit_on_all=False,
     )
@@ -66,7 +69,46 @@ def audio_mood_model(context: AssetExecutionContext, settings: MoodscapeSettings
     with atomic_path(path, ".joblib") as tmp:
         joblib.dump(model, tmp)
     flat = {k: v for k, v in metrics.items() if isinstance(v, (int, float, str))}
-    return MaterializeResult(metadata={**flat, **stats, "metrics": MetadataValue.json(metrics)})
+    meta: dict = {**flat, **stats}
+    for axis, c in metrics["chosen"].items():
+        meta[f"chosen_{axis}"] = f"{c['kind']} {c['param']:g} (CV acc {c['cv_acc']:.3f})"
+        meta[f"calibration_{axis}"] = metrics["calibration"][axis]["method"]
+    for name in ("val", "val_uncalibrated", "val_plan_baseline"):
+        for k, v in metrics.get(name, {}).items():
+            if isinstance(v, float):
+                meta[f"{name}_{k}"] = round(v, 4)
+    meta["cv_table"] = MetadataValue.md(_cv_table_md(metrics))
+    if "val" in metrics:
+        meta["val_reliability"] = png_md(_reliability_plot(metrics["val"]["reliability"]))
+    meta["metrics"] = MetadataValue.json(metrics)
+    return MaterializeResult(metadata=meta)
+
+
+def _cv_table_md(metrics: dict) -> str:
+    """Markdown: one row per candidate, grouped-CV (train only) scores per axis and OOF quadrant acc."""
+    head = "| candidate | valence acc | valence AUC | valence log-loss | arousal acc | arousal AUC | arousal log-loss | quadrant acc |"
+    lines = [head, "|---|---|---|---|---|---|---|---|"]
+    for name, axes in metrics["cv"].items():
+        v, a = axes.get("valence", {}), axes.get("arousal", {})
+        cells = [f"{d.get(k, float('nan')):.3f}" for d in (v, a) for k in ("acc", "auc", "log_loss")]
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {metrics['cv_quadrant_acc'].get(name, float('nan')):.3f} |")
+    return "\n".join(lines)
+
+
+def _reliability_plot(bins: dict):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4, 4))
+    ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--")
+    for axis, rows in bins.items():
+        ax.plot([r["p_mean"] for r in rows], [r["rate"] for r in rows], marker="o", label=axis)
+    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="predicted P(axis > 0)", ylabel="observed rate", title="EMOPIA val reliability")
+    ax.legend(loc="upper left", fontsize=8)
+    plt.close(fig)
+    return fig
 
 
 def _scatter(df: pl.DataFrame):
@@ -87,13 +129,17 @@ def _scatter(df: pl.DataFrame):
     return fig
 
 
-@asset(group_name="mood", deps=[audio_features_imputed, text_embeddings, query_mood_model, audio_mood_model], compute_kind="numpy")
+@asset(group_name="mood", deps=[audio_features_imputed, text_embeddings, music_tracks, query_mood_model, audio_mood_model], compute_kind="numpy")
 def track_moods(context: AssetExecutionContext) -> MaterializeResult:
     """(valence, arousal) in [-1, 1] for every music track, with ``mood_source`` and confidence.
 
-    Audio model on extracted features (source audio) or on imputed features (source imputed,
-    discounted by the imputation confidence); the query-mood model on the track's text (source
-    text); fused by confidence where both exist.
+    Evidence: the audio model on extracted features (audio) or on imputed features (imputed,
+    discounted by the imputation confidence); and text evidence = the query-mood model on the
+    track's text pooled (``mood.pool_moods``: confidence-weighted mean, noisy-or confidence ×
+    agreement) with the tag → mood knowledge of the track's observed crawl tags
+    (``pipelines.tagmood``; imputed / text-matched tags are left out, they repeat the neighbours'
+    or the track's own text). Audio and text are then fused by confidence where both exist
+    (``mood.fuse_track_moods``); ``mood_source`` stays audio / text / imputed / fused.
     """
     audio = load("audio_features_imputed")
     table, vectors = load_text_embeddings()
@@ -109,17 +155,38 @@ def track_moods(context: AssetExecutionContext) -> MaterializeResult:
         conf = audio.get_column(S.AUDIO_CONFIDENCE).fill_null(0.0).to_numpy()
         audio_pred[has_audio, 2] *= conf[has_audio]
     is_imputed = (audio.get_column(S.AUDIO_SOURCE) != "extracted").fill_null(True).to_numpy()
-    text_pred = np.full((n, 3), np.nan)
+    query_pred = np.full((n, 3), np.nan)
     has_text = table.get_column("has_text").to_numpy()
     if has_text.any():
         docs = table.get_column(S.TEXT_DOC).to_list()
         rows = np.where(has_text)[0]
-        text_pred[rows] = text_model.predict([docs[i] for i in rows], embeddings=vectors[rows])
+        query_pred[rows] = text_model.predict([docs[i] for i in rows], embeddings=vectors[rows])
+    tracks = pl.DataFrame({S.TRACK_ID: ids}).join(load("music_tracks").select(S.TRACK_ID, S.TAGS), on=S.TRACK_ID, how="left")
+    tags = [split_tags(t) for t in tracks.get_column(S.TAGS).to_list()]
+    lexicon = MoodLexicon.from_files(data_dir=DATA_DIR)
+    tag_pred = track_tag_moods(tags=tags, lexicon=lexicon, scorer=scorer_for(lexicon=lexicon, data_dir=DATA_DIR))
+    text_pred = moodlib.pool_moods(preds=[query_pred, tag_pred])
     moods = moodlib.fuse_track_moods(track_ids=ids, audio_pred=audio_pred, audio_is_imputed=is_imputed, text_pred=text_pred)
     write_table(moods, table_path("track_moods"))
+    present = lambda a: np.isfinite(a[:, 0])  # noqa: E731
+    has_q, has_tag, has_a = present(query_pred), present(tag_pred), present(audio_pred)
+    evidence = {
+        "audio_extracted": int((has_a & ~is_imputed).sum()), "audio_imputed": int((has_a & is_imputed).sum()),
+        "query_model_text": int(has_q.sum()), "tracks_with_tags": int(sum(1 for t in tags if t)),
+        "tag_mood": int(has_tag.sum()), "tag_and_query_text": int((has_tag & has_q).sum()),
+        "tag_only_text": int((has_tag & ~has_q).sum()),
+    }
+    both = has_tag & has_q
+    agree = {}
+    if both.sum() >= 3:
+        for j, axis in enumerate(("valence", "arousal")):
+            agree[f"tag_vs_query_r_{axis}"] = round(float(np.corrcoef(tag_pred[both, j], query_pred[both, j])[0, 1]), 4)
     return MaterializeResult(metadata={
         "tracks": moods.height,
         "by_source": counts_md(value_counts(moods, S.MOOD_SOURCE), key="mood_source"),
+        "evidence": counts_md(evidence, key="evidence", value="tracks"),
+        **{f"evidence_{k}": v for k, v in evidence.items()},
+        **agree,
         "mean_confidence": round(float(moods.get_column(S.MOOD_CONFIDENCE).mean() or 0.0), 4),
         "scatter": png_md(_scatter(moods)),
     })

@@ -19,8 +19,12 @@ from pipelines.mood import (
     AudioMoodModel,
     emopia_labels,
     emopia_midi_path,
+    expected_calibration_error,
     fit_audio_mood_model,
     fuse_track_moods,
+    grouped_folds,
+    pool_moods,
+    song_groups,
     immich_labels,
     is_finite_prediction,
     plan_baseline_mood,
@@ -183,22 +187,85 @@ def test_audio_mood_model_on_real_audio(real_features, tmp_path: Path) -> None:
     feats, labels = real_features
     model, metrics = fit_audio_mood_model(
         features=feats, labels=labels, feature_columns=_feature_columns(),
-        candidates=[("logreg", 0.1), ("xgb", 50.0)],
+        candidates=[("logreg", 0.1), ("xgb", 30.0)], n_folds=3,
     )
     assert isinstance(model, AudioMoodModel)
-    assert metrics["n_val"] == 4
-    assert set(metrics["candidates"]) == {"logreg_0.1", "xgb_50"}
-    assert set(metrics["val_plan_baseline"]) >= {"quadrant_acc", "valence_sign_acc", "arousal_sign_acc"}
+    assert metrics["n_val"] == 4 and metrics["n_train"] == feats.height - 4
+    # selection is by grouped CV on train rows: every candidate scored on both axes
+    assert set(metrics["cv"]) == {"logreg_0.1", "xgb_30"}
+    for axis in ("valence", "arousal"):
+        assert set(metrics["cv"]["logreg_0.1"][axis]) >= {"acc", "auc", "log_loss", "brier", "ece"}
+        assert metrics["chosen"][axis]["kind"] in {"logreg", "xgb"}
+        assert metrics["calibration"][axis]["method"] in {"sigmoid", "isotonic"}
+    for key in ("val", "val_uncalibrated", "val_plan_baseline"):
+        assert set(metrics[key]) >= {"quadrant_acc", "valence_sign_acc", "arousal_sign_acc",
+                                     "valence_brier", "arousal_brier", "valence_ece", "arousal_ece"}
     pred = model.predict(feats)
     assert pred.shape == (feats.height, 3) and is_finite_prediction(pred)
-    # refit on every labelled row: it must at least separate the training arousal signs
-    joined = labels.join(feats, on=TRACK_ID).filter(pl.col(AROUSAL).is_not_null() | pl.col(AROUSAL_SIGN).is_not_null())
+    # fitted on train rows: it must at least separate the training arousal signs
+    joined = labels.filter(pl.col("split") == "train").join(feats, on=TRACK_ID)
+    joined = joined.filter(pl.col(AROUSAL).is_not_null() | pl.col(AROUSAL_SIGN).is_not_null())
     sign = joined.select(pl.coalesce(pl.col(AROUSAL).sign(), pl.col(AROUSAL_SIGN))).to_series().to_numpy()
     fit_pred = model.predict(joined)
     assert np.mean(np.where(fit_pred[:, 1] > 0, 1, -1) == sign) > 0.75
     # null features are filled, not propagated
     holey = feats.head(2).with_columns(pl.lit(None, dtype=pl.Float64).alias("tempo"))
     assert is_finite_prediction(model.predict(holey))
+
+
+def test_val_rows_do_not_influence_the_model(real_features) -> None:
+    """Flipping every val label must leave the fitted model (selection, calibration) unchanged."""
+    feats, labels = real_features
+    kw = dict(features=feats, feature_columns=_feature_columns(), candidates=[("logreg", 0.1), ("logreg", 1.0)], n_folds=3)
+    _, m1 = fit_audio_mood_model(labels=labels, **kw)
+    flipped = labels.with_columns(
+        pl.when(pl.col("split") == "val").then(-pl.col(VALENCE_SIGN)).otherwise(pl.col(VALENCE_SIGN)).alias(VALENCE_SIGN)
+    )
+    model2, m2 = fit_audio_mood_model(labels=flipped, **kw)
+    assert m1["cv"] == m2["cv"] and m1["chosen"] == m2["chosen"] and m1["calibration"] == m2["calibration"]
+    assert m1["val"]["valence_sign_acc"] + m2["val"]["valence_sign_acc"] == pytest.approx(1.0)
+
+
+@pytest.mark.skipif(not _have("emopia/labels.csv"), reason="EMOPIA labels not found")
+def test_song_groups_keep_emopia_songs_in_one_fold() -> None:
+    df = emopia_labels(data_dir=DATA_DIR)
+    train = df.filter(pl.col("split") == "train")
+    groups = song_groups(track_ids=train["clip_id"].to_list())
+    assert groups[0].startswith("emopia:") and song_groups(track_ids=["calm_acoustic_1"])[0] == "track:calm_acoustic_1"
+    # a song id with underscores keeps them ("Q4_d_49EtXDMFE_2" → "d_49EtXDMFE")
+    assert song_groups(track_ids=["Q4_d_49EtXDMFE_2"])[0] == "emopia:d_49EtXDMFE"
+    # clips of one song across quadrants share the group; the official split never splits a song
+    assert len(set(groups)) < train.height
+    strata = train["quadrant"].to_numpy()
+    folds = grouped_folds(groups=groups, strata=strata, n_splits=5, seed=0)
+    assert len(folds) == 5
+    seen = np.zeros(train.height, dtype=int)
+    for tr, te in folds:
+        assert not set(groups[tr]) & set(groups[te])
+        seen[te] += 1
+    assert (seen == 1).all()
+
+
+def test_expected_calibration_error() -> None:
+    y = np.array([0, 0, 1, 1] * 25)
+    assert expected_calibration_error(p=y.astype(float), y=y) == 0.0
+    assert expected_calibration_error(p=np.full(100, 0.5), y=y) == pytest.approx(0.0)
+    # always saying 0.9 for a 50/50 outcome is off by 0.4
+    assert expected_calibration_error(p=np.full(100, 0.9), y=y) == pytest.approx(0.4)
+
+
+def test_pool_moods() -> None:
+    nan = np.nan
+    q = np.array([[0.5, 0.5, 0.6], [0.2, -0.2, 0.5], [nan, nan, nan], [nan, nan, nan], [0.6, 0.6, 0.5]])
+    t = np.array([[0.5, 0.5, 0.4], [nan, nan, nan], [-0.4, 0.3, 0.3], [nan, nan, nan], [-0.6, -0.6, 0.5]])
+    out = pool_moods(preds=[q, t])
+    assert out[0, :2] == pytest.approx([0.5, 0.5]) and out[0, 2] == pytest.approx(1 - 0.4 * 0.6)
+    assert out[1] == pytest.approx(q[1]) and out[2] == pytest.approx(t[2])
+    assert np.isnan(out[3]).all()
+    # contradicting evidences cancel and lose confidence
+    assert out[4, :2] == pytest.approx([0.0, 0.0]) and out[4, 2] < 0.75 * 0.5
+    with pytest.raises(ValueError):
+        pool_moods(preds=[q, t[:2]])
 
 
 def test_fit_rejects_single_class_axis(real_features) -> None:
