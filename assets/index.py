@@ -15,7 +15,7 @@ from pipelines import schema as S
 from pipelines.audio import FEATURE_COLUMNS
 from pipelines.audiospace import fit_audio_space
 from pipelines.indexing import (
-    VectorSet, build_index, index_factory_string, load_index, save_index,
+    VectorSet, build_index, index_factory_string, load_index, mood_factory, save_index,
 )
 from pipelines.indexcheck import tie_aware_recall
 from pipelines.store import array_path, atomic_path, index_dir, read_array, write_array
@@ -30,7 +30,8 @@ def _ids_path(name: str):
 
 
 def _write(name: str, vectors: VectorSet, metric: str) -> MaterializeResult:
-    index = build_index(vectors=vectors, metric=metric)
+    factory = mood_factory(n=len(vectors)) if name == "mood" else None  # None: size-adaptive
+    index = build_index(vectors=vectors, metric=metric, factory=factory)
     save_index(index=index, path=index_dir() / f"{name}.faiss")
     write_array(vectors.vectors, array_path(f"{name}_vectors"))
     write_array(vectors.ids, _ids_path(name))

@@ -9,8 +9,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from pipelines.benchmark import run_benchmark
 
     env = {}
-    if args.omp_threads:
-        env["OMP_NUM_THREADS"] = str(args.omp_threads)
+    if args.serve_threads:
+        env["MOODSCAPE_SERVE_THREADS"] = str(args.serve_threads)
     result = run_benchmark(
         n_tracks=args.tracks, out_dir=Path(args.out), queries=args.queries, concurrency=args.concurrency,
         cache=Path(args.cache) if args.cache else None, factory=args.factory, seed=args.seed,
@@ -40,6 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--load-seconds", type=float, default=0.0, help="also run a soak test this long (full mode)")
     p.add_argument("--clients", type=int, default=100, help="concurrent clients in the soak test")
     p.add_argument("--swap", action="store_true", help="publish a hard-linked new version mid-soak (hot reload)")
-    p.add_argument("--omp-threads", type=int, default=0, help="OMP_NUM_THREADS for the service (0 = inherit)")
+    p.add_argument("--serve-threads", type=int, default=0,
+                   help="torch/FAISS threads per call in the service (MOODSCAPE_SERVE_THREADS; 0 = the service default, 1)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_bench)

@@ -198,11 +198,11 @@ def write_bundle(
         if has_audio.any()
         else None
     )
-    # Mood space is 2-d: exact search is always cheap and HNSW in 2-d is a poor fit.
+    # Mood space is 2-d: exact below 50k rows, IVF cells above (HNSW in 2-d is a poor fit).
     mood_index = (
         indexing.build_index(
             vectors=indexing.VectorSet(ids=all_ids[has_mood], vectors=va[has_mood]),
-            metric="l2", factory="Flat",
+            metric="l2", factory=indexing.mood_factory(n=int(has_mood.sum())),
         )
         if has_mood.any()
         else None
@@ -348,7 +348,7 @@ def write_bundle_chunked(
         has_mood = ~np.isnan(va).any(axis=1)
         mood_index = (
             indexing.build_index(vectors=indexing.VectorSet(ids=np.flatnonzero(has_mood), vectors=va[has_mood]),
-                                 metric="l2", factory="Flat")
+                                 metric="l2", factory=indexing.mood_factory(n=int(has_mood.sum())))
             if has_mood.any() else None
         )
         tracks.write_parquet(tmp / TRACKS_FILE)

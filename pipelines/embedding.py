@@ -42,3 +42,80 @@ def embed_texts(texts: Sequence[str], *, batch_size: int = 128, progress: bool =
         normalize_embeddings=True,
     )
     return np.ascontiguousarray(vectors, dtype=np.float32)
+
+
+class BatchingEncoder:
+    """A thread-safe query encoder that coalesces concurrent calls into one model forward pass.
+
+    Callers block on ``__call__(texts)`` while one worker thread drains everything queued since its
+    last pass and encodes it as a single batch (at most ``max_batch`` texts). There is no
+    artificial wait: an idle encoder serves a lone request at once, and under load requests that
+    arrive while a batch is running share the next one. MiniLM on one core costs ~10 ms for one
+    short query but ~25 ms for eight, so under concurrency this cuts the per-query CPU several
+    fold. Results are identical to :func:`embed_texts` (same model, same normalisation).
+    """
+
+    def __init__(self, *, encode=None, max_batch: int = 32) -> None:
+        import queue
+
+        self._encode = encode or embed_texts
+        self._max_batch = max_batch
+        self._queue: "queue.Queue[tuple[list[str], list] | None]" = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="query-encoder", daemon=True)
+        self._thread.start()
+        self.batches = 0
+        self.texts = 0
+
+    def __call__(self, texts: Sequence[str]) -> np.ndarray:
+        texts = list(texts)
+        if not texts:
+            return np.zeros((0, EMBEDDING_DIM), dtype=np.float32)
+        done = threading.Event()
+        slot: list = [done, None, None]  # event, result, error
+        self._queue.put((texts, slot))
+        done.wait()
+        if slot[2] is not None:
+            raise slot[2]
+        return slot[1]
+
+    def _run(self) -> None:
+        import queue
+
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            jobs = [item]
+            size = len(item[0])
+            while size < self._max_batch:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    self._queue.put(None)  # stop after this batch
+                    break
+                jobs.append(nxt)
+                size += len(nxt[0])
+            flat = [t for texts, _ in jobs for t in texts]
+            try:
+                vectors = np.asarray(self._encode(flat), dtype=np.float32)
+                err = None
+            except Exception as exc:  # noqa: BLE001 - handed to every waiting caller
+                vectors, err = None, exc
+            self.batches += 1
+            self.texts += len(flat)
+            start = 0
+            for texts, slot in jobs:
+                if err is None:
+                    slot[1] = vectors[start : start + len(texts)]
+                else:
+                    slot[2] = err
+                start += len(texts)
+                slot[0].set()
+
+    def close(self) -> None:
+        """Stop the worker after the queued batches (idempotent)."""
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join(timeout=10)

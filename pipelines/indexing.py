@@ -21,6 +21,16 @@ HNSW_M = 32
 HNSW_EF_CONSTRUCTION = 200
 HNSW_EF_SEARCH = 128
 IVF_NPROBE = 32  # inverted lists probed per query (retrieval); exact scans probe all of them
+# Low-dimensional (mood, 2-d) IVF: the nearest few hundred points lie in the few cells nearest
+# the query. Measured on a 1M-track synthetic store: recall@300 0.999 at 8 probes (1.000 at 16),
+# and each probed list costs ~30 µs, so 32 probes would be 4× the work for nothing.
+IVF_NPROBE_LOW_DIM = 8
+LOW_DIM_MAX = 4
+
+
+def default_nprobe(*, dim: int, nlist: int) -> int:
+    """Probes per query for an IVF index of ``dim`` dimensions and ``nlist`` lists."""
+    return min(IVF_NPROBE_LOW_DIM if dim <= LOW_DIM_MAX else IVF_NPROBE, nlist)
 # Below this many allowed ids, an exact numpy search over just those rows is cheaper (and exact)
 # than an IDSelector over the whole index (HNSW with a tiny allow-list also loses recall).
 SMALL_ALLOW_LIST = 2_048
@@ -79,6 +89,17 @@ def choose_factory(*, n: int) -> str:
     return override or f"IVF{ivf_nlist(n=n)},SQfp16"
 
 
+def mood_factory(*, n: int) -> str:
+    """Factory for the 2-d mood index: exact ``Flat`` below 50k rows, ``IVF<nlist>,Flat`` above.
+
+    An exact scan of 1M 2-d points with a k=300 heap costs ~4 ms per query on one core; IVF
+    visits only the ``IVF_NPROBE_LOW_DIM`` cells nearest the target (~2k points at 1M), and in two
+    dimensions the nearest few hundred points lie inside those cells, so recall stays ~1 (the
+    blocking recall check measures it before publication).
+    """
+    return "Flat" if n < FLAT_MAX_ROWS else f"IVF{ivf_nlist(n=n)},Flat"
+
+
 def new_index(*, dim: int, metric: Metric, factory: str, train_vectors: np.ndarray | None = None) -> faiss.Index:
     """An empty (trained) ``IndexIDMap2`` of ``factory``; add with ``add_with_ids`` then :func:`finalize_index`.
 
@@ -93,7 +114,7 @@ def new_index(*, dim: int, metric: Metric, factory: str, train_vectors: np.ndarr
         hnsw.hnsw.efSearch = HNSW_EF_SEARCH
     ivf = _ivf_of(inner)
     if ivf is not None:
-        ivf.nprobe = min(IVF_NPROBE, ivf.nlist)
+        ivf.nprobe = default_nprobe(dim=int(ivf.d), nlist=int(ivf.nlist))
     if not inner.is_trained and train_vectors is not None and len(train_vectors):
         inner.train(np.ascontiguousarray(train_vectors, dtype=np.float32))
     return faiss.IndexIDMap2(inner)
@@ -187,7 +208,7 @@ def load_index(*, path: Path, mmap: bool = True) -> faiss.Index:
         hnsw.hnsw.efSearch = HNSW_EF_SEARCH
     ivf = _ivf_of(_inner(index))
     if ivf is not None:
-        ivf.nprobe = min(IVF_NPROBE, ivf.nlist)
+        ivf.nprobe = default_nprobe(dim=int(ivf.d), nlist=int(ivf.nlist))
     return index
 
 

@@ -221,6 +221,7 @@ class ScoreBreakdown:
     total: np.ndarray
     contrib: dict[str, np.ndarray]  # per-signal contributions (sum = total)
     explanation: dict[str, np.ndarray]  # raw sims and effective normalised weights
+    text_vectors: np.ndarray | None = None  # (c, 384) the candidates' text vectors, reused by rerank
 
 
 def _ngrams(tokens: list[str], n_max: int = 4) -> set[str]:
@@ -655,7 +656,8 @@ class Recommender:
         w = WEIGHTS[qu.query_type]
         b = self.bundle
         c = len(cand)
-        text_sim = np.clip(b.text_rows(cand) @ qu.embedding, 0.0, 1.0)
+        text_vecs = b.text_rows(cand)
+        text_sim = np.clip(text_vecs @ qu.embedding, 0.0, 1.0)
         if audio_query is not None:
             audio_sim = np.clip(b.audio_rows(cand) @ audio_query, 0.0, 1.0)
             has_audio = b.has_audio[cand].astype(np.float32)
@@ -686,10 +688,13 @@ class Recommender:
             "w_collab": w.collab / denom, "mood_confidence": track_conf,
             "query_mood_confidence": np.full(c, qu.confidence, np.float32),
         }
-        return ScoreBreakdown(total=total, contrib=contrib, explanation=parts)
+        return ScoreBreakdown(total=total, contrib=contrib, explanation=parts, text_vectors=text_vecs)
 
     # ---------------------------------------------------------------- reranking
-    def rerank(self, *, cand: np.ndarray, scores: np.ndarray, k: int, mmr_lambda: float = MMR_LAMBDA) -> np.ndarray:
+    def rerank(
+        self, *, cand: np.ndarray, scores: np.ndarray, k: int, mmr_lambda: float = MMR_LAMBDA,
+        text_vectors: np.ndarray | None = None,
+    ) -> np.ndarray:
         """Positions into ``cand`` (c,) of the k results: MMR with artist spacing and version dedup.
 
         MMR: ``λ · score − (1 − λ) · max text cosine to the picks so far``. The pairwise
@@ -703,7 +708,8 @@ class Recommender:
         lam = float(mmr_lambda)
         pool_n = min(len(cand), max(MMR_POOL_MIN, 5 * k))
         pool = np.argsort(-scores, kind="stable")[:pool_n]
-        vecs = self.bundle.text_rows(cand[pool])
+        # ``text_vectors`` (c, 384), row-aligned with ``cand``, saves decoding them again.
+        vecs = self.bundle.text_rows(cand[pool]) if text_vectors is None else text_vectors[pool]
         sim = vecs @ vecs.T  # (p, p)
         rel = scores[pool].astype(np.float64)
         artists = self._artist_code[cand[pool]]
@@ -842,7 +848,8 @@ class Recommender:
 
         t = time.perf_counter()
         diversity = DEFAULT_DIVERSITY if req.diversity is None else float(req.diversity)
-        order = self.rerank(cand=cand, scores=sb.total, k=req.top_k, mmr_lambda=1.0 - diversity)
+        order = self.rerank(cand=cand, scores=sb.total, k=req.top_k, mmr_lambda=1.0 - diversity,
+                            text_vectors=sb.text_vectors)
         stages["reranking"] = (time.perf_counter() - t) * 1000
 
         t = time.perf_counter()

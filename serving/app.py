@@ -25,6 +25,7 @@ from litestar.params import Parameter
 
 from pipelines import ranking, store
 from pipelines.bundle import Bundle
+from pipelines.embedding import BatchingEncoder
 from serving import schemas, web
 from serving.cache import ResponseCache, cache_key
 from serving.errors import EXCEPTION_HANDLERS, TrackNotFound, field_error
@@ -220,7 +221,9 @@ def create_app(
     ``recommender_factory`` (default ``Recommender(bundle)``) builds the ranking state;
     ``cache`` defaults to :meth:`ResponseCache.from_env`.
     """
-    factory = recommender_factory or (lambda bundle: ranking.Recommender(bundle))
+    # Concurrent requests share model forward passes (see BatchingEncoder); one per app.
+    encoder = None if recommender_factory is not None else BatchingEncoder()
+    factory = recommender_factory or (lambda bundle: ranking.Recommender(bundle, encoder=encoder))
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -250,6 +253,8 @@ def create_app(
         finally:
             await anyio.to_thread.run_sync(holder.stop)
             app.state.cache.close()
+            if encoder is not None:
+                encoder.close()
             del app.state.recommender, app.state.holder, app.state.cache
 
     return Litestar(
