@@ -40,7 +40,7 @@ import httpx
 from tqdm.auto import tqdm
 
 # The link checker's policy-pinned socket layer; reused (not copied) so both fetchers obey one policy.
-from pipelines.linkcheck import PolicyNetworkBackend, _PinnedTransport, _ssl_context
+from pipelines.linkcheck import policy_client
 from pipelines.netpolicy import DNSResolutionError, NetworkPolicy, PolicyViolation
 
 DEFAULT_MAX_BYTES = 4 * 1024 * 1024  # ~30 s + offset of compressed audio (320 kb/s MP3 ≈ 1.2 MB / 30 s)
@@ -165,20 +165,11 @@ class AudioFetcher:
 
     async def __aenter__(self) -> "AudioFetcher":
         cfg = self.config
-        pool = httpcore.AsyncConnectionPool(
-            ssl_context=_ssl_context(ca_file=cfg.ca_file),
-            max_connections=max(cfg.concurrency * 2, 4),
-            max_keepalive_connections=cfg.concurrency,
-            network_backend=PolicyNetworkBackend(policy=self.policy, inner=self._network_backend),
-        )
-        self._client = httpx.AsyncClient(
-            transport=_PinnedTransport(pool=pool),
-            timeout=httpx.Timeout(connect=cfg.connect_timeout_s, read=cfg.read_timeout_s,
-                                  write=cfg.read_timeout_s, pool=cfg.timeout_s),
-            headers={"User-Agent": cfg.user_agent, "Accept": "audio/*, application/ogg;q=0.9, */*;q=0.1",
-                     "Accept-Encoding": "identity"},
-            follow_redirects=False,
-            trust_env=False,
+        self._client = policy_client(
+            policy=self.policy, network_backend=self._network_backend, ca_file=cfg.ca_file,
+            max_connections=max(cfg.concurrency * 2, 4), max_keepalive=cfg.concurrency,
+            connect_s=cfg.connect_timeout_s, read_s=cfg.read_timeout_s, total_s=cfg.timeout_s,
+            user_agent=cfg.user_agent, accept="audio/*, application/ogg;q=0.9, */*;q=0.1",
         )
         return self
 

@@ -211,43 +211,14 @@ def write_bundle(
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
-        tracks.write_parquet(tmp / TRACKS_FILE)
         np.save(tmp / TEXT_VECTORS_FILE, text)
         np.save(tmp / AUDIO_VECTORS_FILE, audio)
-        indexing.save_index(index=text_index, path=tmp / TEXT_INDEX_FILE)
-        if audio_index is not None:
-            indexing.save_index(index=audio_index, path=tmp / AUDIO_INDEX_FILE)
-        if mood_index is not None:
-            indexing.save_index(index=mood_index, path=tmp / MOOD_INDEX_FILE)
-        shutil.copyfile(query_mood_model_path, tmp / QUERY_MOOD_FILE)
-        manifest = {
-            "version": folder.name,
-            "created_at": datetime.now(UTC).isoformat(),
-            "counts": {
-                "tracks": n,
-                "with_audio": int(has_audio.sum()),
-                "with_mood": int(has_mood.sum()),
-                "dead_links": int((tracks[S.URL_STATUS] == "DEAD").sum()),
-            },
-            "indices": {
-                "text": _index_manifest(text_index),
-                "audio": _index_manifest(audio_index),
-                "mood": _index_manifest(mood_index),
-            },
-            "libraries": {
-                "faiss": faiss.__version__, "numpy": np.__version__, "polars": pl.__version__,
-            },
-            **(extra_manifest or {}),
-        }
-        (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str))
-        if folder.exists():
-            # os.replace cannot replace a non-empty directory: move the old one aside first.
-            old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
-            os.replace(folder, old)
-            os.replace(tmp, folder)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, folder)
+        _finish_version(
+            tmp=tmp, folder=folder, tracks=tracks, text_index=text_index, audio_index=audio_index,
+            mood_index=mood_index, query_mood_model_path=query_mood_model_path,
+            counts={"tracks": n, "with_audio": int(has_audio.sum()), "with_mood": int(has_mood.sum())},
+            extra_manifest=extra_manifest or {},
+        )
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
@@ -263,6 +234,42 @@ def _install(tmp: Path, folder: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.replace(tmp, folder)
+
+
+def _finish_version(
+    *,
+    tmp: Path,
+    folder: Path,
+    tracks: pl.DataFrame,
+    text_index: faiss.Index,
+    audio_index: faiss.Index | None,
+    mood_index: faiss.Index | None,
+    query_mood_model_path: Path,
+    counts: dict[str, int],
+    extra_manifest: dict[str, Any],
+) -> None:
+    """Write the tracks, indices, model and manifest into ``tmp`` and rename it to ``folder``."""
+    tracks.write_parquet(tmp / TRACKS_FILE)
+    indexing.save_index(index=text_index, path=tmp / TEXT_INDEX_FILE)
+    if audio_index is not None:
+        indexing.save_index(index=audio_index, path=tmp / AUDIO_INDEX_FILE)
+    if mood_index is not None:
+        indexing.save_index(index=mood_index, path=tmp / MOOD_INDEX_FILE)
+    shutil.copyfile(query_mood_model_path, tmp / QUERY_MOOD_FILE)
+    manifest = {
+        "version": folder.name,
+        "created_at": datetime.now(UTC).isoformat(),
+        "counts": {**counts, "dead_links": int((tracks[S.URL_STATUS] == "DEAD").sum())},
+        "indices": {
+            "text": _index_manifest(text_index),
+            "audio": _index_manifest(audio_index),
+            "mood": _index_manifest(mood_index),
+        },
+        "libraries": {"faiss": faiss.__version__, "numpy": np.__version__, "polars": pl.__version__},
+        **extra_manifest,
+    }
+    (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str))
+    _install(tmp, folder)
 
 
 def write_bundle_chunked(
@@ -351,32 +358,13 @@ def write_bundle_chunked(
                                  metric="l2", factory=indexing.mood_factory(n=int(has_mood.sum())))
             if has_mood.any() else None
         )
-        tracks.write_parquet(tmp / TRACKS_FILE)
-        indexing.save_index(index=text_index, path=tmp / TEXT_INDEX_FILE)
-        if audio_index is not None:
-            indexing.save_index(index=audio_index, path=tmp / AUDIO_INDEX_FILE)
-        if mood_index is not None:
-            indexing.save_index(index=mood_index, path=tmp / MOOD_INDEX_FILE)
-        shutil.copyfile(query_mood_model_path, tmp / QUERY_MOOD_FILE)
-        manifest = {
-            "version": folder.name,
-            "created_at": datetime.now(UTC).isoformat(),
-            "counts": {
-                "tracks": n, "with_audio": n_audio, "with_mood": int(has_mood.sum()),
-                "dead_links": int((tracks[S.URL_STATUS] == "DEAD").sum()),
-            },
-            "indices": {
-                "text": _index_manifest(text_index),
-                "audio": _index_manifest(audio_index),
-                "mood": _index_manifest(mood_index),
-            },
-            "vectors_published": bool(publish_vectors),
-            "audio_dim": int(audio_dim),
-            "libraries": {"faiss": faiss.__version__, "numpy": np.__version__, "polars": pl.__version__},
-            **(extra_manifest or {}),
-        }
-        (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str))
-        _install(tmp, folder)
+        _finish_version(
+            tmp=tmp, folder=folder, tracks=tracks, text_index=text_index, audio_index=audio_index,
+            mood_index=mood_index, query_mood_model_path=query_mood_model_path,
+            counts={"tracks": n, "with_audio": n_audio, "with_mood": int(has_mood.sum())},
+            extra_manifest={"vectors_published": bool(publish_vectors), "audio_dim": int(audio_dim),
+                            **(extra_manifest or {})},
+        )
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

@@ -32,6 +32,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 from datetime import datetime, timezone
 
 import certifi
@@ -185,6 +186,42 @@ def _ssl_context(*, ca_file: str | None) -> ssl.SSLContext:
     return ctx
 
 
+def policy_client(
+    *,
+    policy: NetworkPolicy,
+    network_backend: Any | None,
+    ca_file: str | None,
+    max_connections: int,
+    max_keepalive: int,
+    connect_s: float,
+    read_s: float,
+    total_s: float,
+    user_agent: str,
+    accept: str,
+    keepalive_expiry: float | None = None,
+) -> httpx.AsyncClient:
+    """An httpx client whose every socket goes through ``policy`` to the address it checked.
+
+    Redirects are not followed (callers re-check the policy per hop); no proxy settings from the
+    environment; bodies are requested without compression (``identity``) so size caps are exact.
+    Shared by the link checker and the audio downloader.
+    """
+    pool = httpcore.AsyncConnectionPool(
+        ssl_context=_ssl_context(ca_file=ca_file),
+        max_connections=max_connections,
+        max_keepalive_connections=max_keepalive,
+        keepalive_expiry=keepalive_expiry,
+        network_backend=PolicyNetworkBackend(policy=policy, inner=network_backend),
+    )
+    return httpx.AsyncClient(
+        transport=_PinnedTransport(pool=pool),
+        timeout=httpx.Timeout(connect=connect_s, read=read_s, write=read_s, pool=total_s),
+        headers={"User-Agent": user_agent, "Accept": accept, "Accept-Encoding": "identity"},
+        follow_redirects=False,
+        trust_env=False,
+    )
+
+
 def _same_resource(a: httpx.URL, b: httpx.URL) -> bool:
     """Same host, port (http→https upgrade allowed), query and path up to a trailing slash."""
     defaults = {"http": 80, "https": 443}
@@ -279,22 +316,11 @@ class LinkChecker:
 
     async def __aenter__(self) -> "LinkChecker":
         cfg = self.config
-        pool = httpcore.AsyncConnectionPool(
-            ssl_context=_ssl_context(ca_file=cfg.ca_file),
-            max_connections=max(cfg.concurrency * 2, 8),
-            max_keepalive_connections=cfg.concurrency,
-            keepalive_expiry=30.0,
-            network_backend=PolicyNetworkBackend(policy=self.policy, inner=self._network_backend),
-        )
-        self._client = httpx.AsyncClient(
-            transport=_PinnedTransport(pool=pool),
-            timeout=httpx.Timeout(
-                connect=cfg.connect_timeout_s, read=cfg.read_timeout_s,
-                write=cfg.read_timeout_s, pool=cfg.total_timeout_s,
-            ),
-            headers={"User-Agent": cfg.user_agent, "Accept": "*/*", "Accept-Encoding": "identity"},
-            follow_redirects=False,
-            trust_env=False,
+        self._client = policy_client(
+            policy=self.policy, network_backend=self._network_backend, ca_file=cfg.ca_file,
+            max_connections=max(cfg.concurrency * 2, 8), max_keepalive=cfg.concurrency, keepalive_expiry=30.0,
+            connect_s=cfg.connect_timeout_s, read_s=cfg.read_timeout_s, total_s=cfg.total_timeout_s,
+            user_agent=cfg.user_agent, accept="*/*",
         )
         return self
 
