@@ -2,7 +2,7 @@
 
 import os
 
-from dagster import ConfigurableResource
+from dagster import ConfigurableResource, DefaultScheduleStatus, DefaultSensorStatus
 
 
 def _env_bool(name: str) -> bool:
@@ -50,15 +50,11 @@ def automation_enabled() -> bool:
     return _env_bool("MOODSCAPE_AUTOMATION")
 
 
-def schedule_status() -> "DefaultScheduleStatus":
+def schedule_status() -> DefaultScheduleStatus:
     """RUNNING when automation is on (``MOODSCAPE_AUTOMATION``), else STOPPED."""
-    from dagster import DefaultScheduleStatus
-
     return DefaultScheduleStatus.RUNNING if automation_enabled() else DefaultScheduleStatus.STOPPED
 
 
-def sensor_status() -> "DefaultSensorStatus":
+def sensor_status() -> DefaultSensorStatus:
     """RUNNING when automation is on (``MOODSCAPE_AUTOMATION``), else STOPPED."""
-    from dagster import DefaultSensorStatus
-
     return DefaultSensorStatus.RUNNING if automation_enabled() else DefaultSensorStatus.STOPPED

@@ -32,12 +32,16 @@ import ssl
 import tempfile
 import threading
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpcore
 import httpx
 from tqdm.auto import tqdm
+
+if TYPE_CHECKING:
+    import polars as pl
 
 # The link checker's policy-pinned socket layer; reused (not copied) so both fetchers obey one policy.
 from pipelines.linkcheck import policy_client

@@ -19,7 +19,6 @@ Parts (each skipped with a message when its source is absent; the script still e
   on this set measure agreement with the quadrant signs, not with a graded mood.
 """
 
-from collections.abc import Sequence
 from pathlib import Path
 
 import polars as pl

@@ -27,7 +27,6 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-from tqdm import tqdm
 
 from pipelines import bundle as B
 from pipelines import schema as S

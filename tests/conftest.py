@@ -150,3 +150,37 @@ def _assert_exact_top_k(*, res: list[tuple[str, float]], sims: np.ndarray, track
 def assert_exact_top_k():
     """The checker: ``(track_id, score)`` results are an exact inner-product top-k of ``sims``."""
     return _assert_exact_top_k
+
+
+# ------------------------------------------------------------------ the small real bundle, served
+@pytest.fixture(scope="module")
+def tracks(bundle_dir) -> pl.DataFrame:
+    """The conftest bundle's tracks table (row position = row id)."""
+    return pl.read_parquet(bundle_dir / "tracks.parquet")
+
+
+@pytest.fixture(scope="module")
+def rec(bundle_dir, mood_adapter):
+    """A Recommender over the conftest bundle with the fast test mood adapter."""
+    from pipelines import ranking
+    from pipelines.bundle import load_bundle
+
+    r = ranking.Recommender(load_bundle(bundle_dir), query_mood=mood_adapter)
+    yield r
+    r.close()
+
+
+@pytest.fixture(scope="module")
+def client(bundle_dir, mood_adapter):
+    """A Litestar TestClient of the real app over the conftest bundle (default cache)."""
+    from litestar.testing import TestClient
+
+    from pipelines import ranking
+    from serving.app import create_app
+
+    app = create_app(
+        bundle_dir=bundle_dir,
+        recommender_factory=lambda b: ranking.Recommender(b, query_mood=mood_adapter),
+    )
+    with TestClient(app=app) as c:
+        yield c

@@ -7,28 +7,11 @@ import sys
 import numpy as np
 import polars as pl
 import pytest
-from litestar.testing import TestClient
 
-from pipelines import ranking, store
+from pipelines import store
 from pipelines import schema as S
 from pipelines.bundle import load_bundle
 from pipelines.embedding import embed_texts
-from serving.app import create_app
-
-
-@pytest.fixture(scope="module")
-def client(bundle_dir, mood_adapter):
-    app = create_app(
-        bundle_dir=bundle_dir,
-        recommender_factory=lambda b: ranking.Recommender(b, query_mood=mood_adapter),
-    )
-    with TestClient(app=app) as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
-def tracks(bundle_dir) -> pl.DataFrame:
-    return pl.read_parquet(bundle_dir / "tracks.parquet")
 
 
 def test_serving_does_not_import_dagster() -> None:

@@ -22,11 +22,6 @@ def client(bundle_dir, mood_adapter):
         yield c
 
 
-@pytest.fixture(scope="module")
-def tracks(bundle_dir) -> pl.DataFrame:
-    return pl.read_parquet(bundle_dir / "tracks.parquet")
-
-
 def _ids(r) -> list[str]:
     assert r.status_code == 200, r.text
     return [t["track_id"] for t in r.json()["results"]]

@@ -2,27 +2,15 @@
 and FAISS allow-list search against exact search on the allowed subset (real test bundle, conftest)."""
 
 import random
-import re
 
 import numpy as np
 import pytest
 
-from pipelines import bundle as B
 from pipelines import indexing, ranking
 from pipelines import schema as S
+from tests.helpers import genres_of
 
 N_COMBINATIONS = 150
-
-
-@pytest.fixture(scope="module")
-def rec(bundle_dir, mood_adapter):
-    r = ranking.Recommender(B.load_bundle(bundle_dir), query_mood=mood_adapter)
-    yield r
-    r.close()
-
-
-def _genres_of(value: str | None) -> set[str]:
-    return {g.strip().lower() for g in re.split(r"[,|;/]", value or "") if g.strip()}
 
 
 def _brute_allowed(rows: list[dict], f: ranking.Filters, *, include_unavailable: bool) -> np.ndarray:
@@ -33,7 +21,7 @@ def _brute_allowed(rows: list[dict], f: ranking.Filters, *, include_unavailable:
     drop_ids = set(f.exclude_track_ids)
     keep = []
     for i, r in enumerate(rows):
-        genres = _genres_of(r[S.GENRE])
+        genres = genres_of(r[S.GENRE])
         if not include_unavailable and r[S.URL_STATUS] == "DEAD":
             continue
         if f.min_year is not None and (r[S.YEAR] is None or r[S.YEAR] < f.min_year):
@@ -74,7 +62,7 @@ def _random_filters(rng: random.Random, *, genres: list[str], artists: list[str]
 def test_allow_list_matches_brute_force_on_random_filters(rec) -> None:
     tracks = rec.bundle.tracks
     rows = tracks.to_dicts()
-    genres = sorted(set().union(*(_genres_of(g) for g in tracks[S.GENRE].to_list())))
+    genres = sorted(set().union(*(genres_of(g) for g in tracks[S.GENRE].to_list())))
     artists = sorted(set(tracks[S.ARTIST].drop_nulls().to_list()))
     ids = tracks[S.TRACK_ID].to_list()
     assert len(genres) >= 10 and len(artists) >= 20
@@ -100,7 +88,7 @@ def test_exclusions_each_remove_exactly_their_rows(rec) -> None:
     np.testing.assert_array_equal(got, live[5:])
     assert 0 in rec.allowed_ids(ranking.Filters(exclude_track_ids=live_ids), include_unavailable=True)
     got = rec.allowed_ids(ranking.Filters(exclude_genres=("METAL",)))
-    metal = {i for i, g in enumerate(tracks[S.GENRE].to_list()) if "metal" in _genres_of(g)}
+    metal = {i for i, g in enumerate(tracks[S.GENRE].to_list()) if "metal" in genres_of(g)}
     assert metal and not metal & set(got.tolist())
     assert set(live.tolist()) - set(got.tolist()) == metal & set(live.tolist())
 
@@ -143,7 +131,7 @@ def test_faiss_allow_list_search_is_exact_on_the_subset(rec, embed_cached, monke
 def test_recommend_returns_only_allowed_rows(rec) -> None:
     tracks = rec.bundle.tracks
     rng = random.Random(99)
-    genres = sorted(set().union(*(_genres_of(g) for g in tracks[S.GENRE].to_list())))
+    genres = sorted(set().union(*(genres_of(g) for g in tracks[S.GENRE].to_list())))
     for _ in range(6):
         f = ranking.Filters(exclude_genres=tuple(rng.sample(genres, 3)),
                             exclude_track_ids=tuple(rng.sample(tracks[S.TRACK_ID].to_list(), 100)))

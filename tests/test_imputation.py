@@ -92,7 +92,7 @@ def test_imputation_beats_the_global_mean_on_unseen_tracks(immich: dict) -> None
 
 def test_without_text_targets_fall_back_to_prototypes(immich: dict) -> None:
     n = len(immich["ids"])
-    train, target = np.arange(n - 2), np.arange(n - 2, n)
+    train = np.arange(n - 2)  # the last two clips stand for tracks without audio
     r = impute_audio_features(
         audio_ids=[immich["ids"][i] for i in train], audio_matrix=immich["x"][train],
         audio_text=immich["text"][train], audio_has_text=np.ones(len(train), dtype=bool),

@@ -1,7 +1,6 @@
 """Bundle round trip and the online ranking pipeline over a real test bundle (see conftest)."""
 
 import json
-import re
 
 import numpy as np
 import polars as pl
@@ -11,17 +10,7 @@ from pipelines import bundle as B
 from pipelines import indexing, ranking
 from pipelines import schema as S
 from pipelines.embedding import embed_texts
-
-
-@pytest.fixture(scope="module")
-def rec(bundle_dir, mood_adapter):
-    r = ranking.Recommender(B.load_bundle(bundle_dir), query_mood=mood_adapter)
-    yield r
-    r.close()
-
-
-def _genres_of(value: str | None) -> set[str]:
-    return {g.strip().lower() for g in re.split(r"[,|;/]", value or "") if g.strip()}
+from tests.helpers import genres_of
 
 
 def test_bundle_layout_and_manifest(bundle_dir) -> None:
@@ -152,7 +141,7 @@ def _brute_allowed(tracks: pl.DataFrame, f: ranking.Filters) -> np.ndarray:
             continue
         if f.max_year is not None and (r[S.YEAR] is None or r[S.YEAR] > f.max_year):
             continue
-        if f.genres and not (_genres_of(r[S.GENRE]) & {g.lower() for g in f.genres}):
+        if f.genres and not (genres_of(r[S.GENRE]) & {g.lower() for g in f.genres}):
             continue
         if f.exclude_artists and r[S.ARTIST] and r[S.ARTIST].lower() in {a.lower() for a in f.exclude_artists}:
             continue

@@ -17,13 +17,6 @@ from pipelines import schema as S
 DEEZER = Path("/work/shared/data/dev-eval/deezer_mood")
 
 
-@pytest.fixture(scope="module")
-def rec(bundle_dir, mood_adapter):
-    r = ranking.Recommender(B.load_bundle(bundle_dir), query_mood=mood_adapter)
-    yield r
-    r.close()
-
-
 def _ids(res: ranking.RecommendResult) -> list[str]:
     return [t.track_id for t in res.results]
 
