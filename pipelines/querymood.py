@@ -43,6 +43,7 @@ confidence is the mean over the two axes, so a neutral-sounding or unfamiliar qu
 X") gets a low mood confidence and "sad piano" a high one.
 """
 
+import functools
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -147,11 +148,16 @@ class QueryMoodModel:
     output_source: str = "glasgow"
     info: dict[str, Any] = field(default_factory=dict)
 
+    @functools.cached_property
+    def _anchor_index(self) -> dict[str, int]:
+        """Anchor word → row (built once per loaded model, not per query)."""
+        return {w: i for i, w in enumerate(self.anchor_words)}
+
     def anchor_features(self, texts: Sequence[str], embeddings: np.ndarray) -> np.ndarray:
         """(n, 2) cos^4-weighted mean Glasgow (valence, arousal) of the nearest anchor words,
         excluding an anchor identical to the text (leave-one-out for training words)."""
         sims = embeddings @ self.anchor_emb.T  # (n, m)
-        index = {w: i for i, w in enumerate(self.anchor_words)}
+        index = self._anchor_index
         for row, text in enumerate(texts):
             j = index.get(text)
             if j is not None:
