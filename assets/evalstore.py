@@ -12,9 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import polars as pl
-from dagster import materialize
-
-from assets.definitions import all_checks, graph_assets
+from assets.definitions import materialize_all
 from assets.settings import MoodscapeSettings
 from pipelines import store
 
@@ -52,13 +50,13 @@ def build_store_from_corpus(*, corpus: pl.DataFrame, workdir: Path, offline: boo
                 target = store.model_path(m)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(source_home / "store" / "models" / f"{m}.joblib", target)
-            selected = [a for a in graph_assets if not (set(k.to_user_string() for k in a.keys) & (MODEL_ASSETS | NOT_FOR_EVAL))]
+            exclude = MODEL_ASSETS | NOT_FOR_EVAL
         else:
             print(f"no trained models under {source_home}: training them from the open data first", flush=True)
-            selected = [a for a in graph_assets if not (set(k.to_user_string() for k in a.keys) & NOT_FOR_EVAL)]
+            exclude = NOT_FOR_EVAL
         settings = MoodscapeSettings(crawl=str(crawl_file), offline=offline, workers=workers, emopia_limit=emopia_limit, progress=True)
-        result = materialize([*selected, *all_checks], resources={"settings": settings}, raise_on_error=True)
-        if not result.success:
+        results = materialize_all(resources={"settings": settings}, exclude=exclude, raise_on_error=True)
+        if not all(r.success for r in results):
             raise RuntimeError("evaluation store build failed")
         folder = store.current_version_dir()
         if folder is None:

@@ -6,8 +6,8 @@ import joblib
 
 import polars as pl
 from dagster import (
-    AssetCheckResult, AssetCheckSeverity, AssetExecutionContext, MaterializeResult, MetadataValue, asset,
-    asset_check,
+    AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, AssetExecutionContext, MaterializeResult, MetadataValue,
+    StaticPartitionsDefinition, asset,
 )
 
 from assets.common import counts_md, load, null_rates, value_counts
@@ -18,7 +18,10 @@ from pipelines.audiocache import extract_with_cache
 from pipelines.democorpus import build_demo_crawl, emopia_midi_items
 from pipelines.ingest import ingest, ingest_frame
 from pipelines.linkcheck import LinkCheckConfig, check_links
-from pipelines.linkstatus import current_status, empty_history, plan_checks, reason_table
+from pipelines.linkstatus import (
+    HISTORY_SCHEMA, current_status, empty_history, in_shard, plan_checks, reason_table, shard_budget, shard_keys,
+    union_histories,
+)
 from pipelines.resolver import CatalogueResolver, apply_resolutions, resolve_dead_links
 from pipelines.musicfilter import classify_music
 from pipelines.musicclassifier import MusicClassifier, apply_classifier, fit_from_open_data
@@ -110,36 +113,102 @@ def raw_tracks(context: AssetExecutionContext, settings: MoodscapeSettings) -> M
     })
 
 
-@asset(group_name="heal", deps=[raw_tracks], compute_kind="httpx")
-def track_link_status(context: AssetExecutionContext, settings: MoodscapeSettings) -> MaterializeResult:
-    """Link status per track (VALID / MOVED / REQUIRES_AUTH / SUSPECT / DEAD / UNKNOWN / BLOCKED).
+# Reasons that say nothing about the link itself (no request was made).
+_NOT_A_CHECK = ("offline", "no_url", "not_checked_yet", "deadline")
+MAX_ERROR_FRACTION = 0.5
 
-    The status is derived from the append-only history: one DEAD check makes a link SUSPECT (still
-    served); DEAD needs two DEAD checks ≥ 24 h apart (``MOODSCAPE_DEAD_CONFIRM_HOURS``).
+
+def error_rate(checked: pl.DataFrame) -> dict[str, float | int]:
+    """Of the checks that made a request, how many ended in network errors (UNKNOWN)."""
+    run = checked.filter(~pl.col(S.REASON).fill_null("").is_in(_NOT_A_CHECK))
+    errors = run.filter(pl.col(S.URL_STATUS) == "UNKNOWN").height
+    return {"checked": run.height, "unknown": errors, "unknown_fraction": round(errors / run.height, 4) if run.height else 0.0}
+
+
+# Link checking is partitioned by hash shard of track_id (never one partition per track).
+link_shards = StaticPartitionsDefinition(shard_keys())
+LINK_HISTORY = "link_history"  # one history file per shard: tables/link_history/<shard>.parquet
+LEGACY_HISTORY = "link_status_history"  # the single history file of stores from before sharding (read only)
+LAST_RUN = "link_check_last_run"  # per shard: the checks of its last run
+
+
+def _legacy_history() -> pl.DataFrame:
+    path = table_path(LEGACY_HISTORY)
+    return read_table(path) if path.exists() else empty_history()
+
+
+@asset(
+    group_name="heal", deps=[raw_tracks], compute_kind="httpx", partitions_def=link_shards,
+    check_specs=[AssetCheckSpec(
+        "link_check_error_rate", asset="link_checks",
+        description="warns when most of this shard's checks in the run ended in network errors (UNKNOWN), e.g. no network or a blocked crawler",
+    )],
+)
+def link_checks(context: AssetExecutionContext, settings: MoodscapeSettings) -> MaterializeResult:
+    """Link checks of one hash shard of the crawl (``sha1(track_id)`` mod 8), appended to its history.
 
     Real HTTP through the link checker's network policy (non-global addresses refused). Each run
-    checks at most ``link_check_budget`` links within ``link_check_deadline_s`` — never-checked
-    first, then the stalest — and appends to the history; offline runs record UNKNOWN/offline.
+    checks at most its share of ``link_check_budget`` (budget / shards) within
+    ``link_check_deadline_s`` — never-checked first, then the stalest (VALID after 30 days,
+    UNKNOWN/SUSPECT after a day with backoff) — and appends to ``link_history/<shard>``; offline
+    runs record UNKNOWN/offline without sending anything. The shard's part of a pre-sharding
+    history is read too, so links checked before are not re-checked early.
     """
-    tracks = load("raw_tracks")
-    history_path = table_path("link_status_history")
-    history = read_table(history_path) if history_path.exists() else empty_history()
-    todo = plan_checks(tracks=tracks, history=history, budget=settings.link_check_budget)
+    shard = context.partition_key
+    tracks = in_shard(frame=load("raw_tracks"), shard=shard)
+    own_path = table_path(LINK_HISTORY, shard)
+    own = read_table(own_path) if own_path.exists() else empty_history()
+    history = union_histories(histories=[in_shard(frame=_legacy_history(), shard=shard), own])
+    budget = shard_budget(budget=settings.link_check_budget)
+    todo = plan_checks(tracks=tracks, history=history, budget=budget)
     config = LinkCheckConfig(offline=settings.offline, allow_hosts=settings.allow_hosts(), deadline_s=settings.link_check_deadline_s)
     checked = check_links(todo, config=config, progress=settings.progress) if todo else empty_history()
-    history = pl.concat([history, checked.select(list(history.columns)).cast(dict(history.schema))], how="vertical")
-    write_table(history, history_path)
-    write_table(checked, table_path("link_check_last_run"))
+    checked = checked.select(list(HISTORY_SCHEMA)).cast(HISTORY_SCHEMA)
+    write_table(union_histories(histories=[own, checked]), own_path)
+    write_table(checked, table_path(LAST_RUN, shard))
+    errors = error_rate(checked)
+    context.log.info(f"shard {shard}: {checked.height} checks of {tracks.height} tracks, {errors}")
+    return MaterializeResult(
+        metadata={
+            "shard": shard,
+            "tracks_in_shard": tracks.height,
+            "checks_made": checked.height,
+            "budget": budget,
+            "offline": settings.offline,
+            "status_counts": counts_md(value_counts(checked, S.URL_STATUS), key="status") if checked.height else "none",
+            "reasons": _reasons_md(reason_table(status=checked)),
+            "errors_fraction": errors["unknown_fraction"],
+            "history_rows": own.height + checked.height,
+        },
+        check_results=[AssetCheckResult(
+            check_name="link_check_error_rate", asset_key="link_checks",
+            passed=errors["unknown_fraction"] <= MAX_ERROR_FRACTION, severity=AssetCheckSeverity.WARN,
+            metadata={**errors, "threshold": MAX_ERROR_FRACTION, "shard": shard},
+        )],
+    )
+
+
+@asset(group_name="heal", deps=[raw_tracks, link_checks], compute_kind="polars")
+def track_link_status(context: AssetExecutionContext) -> MaterializeResult:
+    """Link status per track (VALID / MOVED / REQUIRES_AUTH / SUSPECT / DEAD / UNKNOWN / BLOCKED).
+
+    Derived from the union of every shard's append-only check history (``link_checks``, plus a
+    pre-sharding history if the store has one): one DEAD check makes a link SUSPECT (still
+    served); DEAD needs two DEAD checks ≥ 24 h apart (``MOODSCAPE_DEAD_CONFIRM_HOURS``). Tracks
+    no shard has checked yet read UNKNOWN/not_checked_yet.
+    """
+    tracks = load("raw_tracks")
+    shard_files = batch_table_paths(LINK_HISTORY)
+    history = union_histories(histories=[_legacy_history(), *(read_table(p) for p in shard_files)])
     status = current_status(tracks=tracks, history=history)
     write_table(status, table_path("track_link_status"))
     return MaterializeResult(metadata={
-        "checked_this_run": checked.height,
-        "offline": settings.offline,
+        "tracks": status.height,
         "status_counts": counts_md(value_counts(status, S.URL_STATUS), key="status"),
-        "reasons_this_run": counts_md(value_counts(checked, S.REASON), key="reason") if checked.height else "none",
         "reasons": _reasons_md(reason_table(status=status)),
         "suspect": int((status.get_column(S.URL_STATUS) == S.LINK_SUSPECT).sum()),
         "history_rows": history.height,
+        "shards_with_history": MetadataValue.json(sorted(p.stem for p in shard_files)),
     })
 
 
@@ -330,23 +399,3 @@ def music_tracks(context: AssetExecutionContext) -> MaterializeResult:
         "non_music_examples": MetadataValue.md("\n".join(
             f"- `{r[S.TRACK_ID]}`: {r[S.MUSIC_REASON]}" for r in rejected.head(20).iter_rows(named=True)) or "none"),
     })
-
-
-# Reasons that say nothing about the link itself (no request was made).
-_NOT_A_CHECK = ("offline", "no_url", "not_checked_yet", "deadline")
-MAX_ERROR_FRACTION = 0.5
-
-
-@asset_check(asset=track_link_status, description="warns when most of the last run's checks ended in network errors (UNKNOWN), e.g. no network or a blocked crawler")
-def link_check_error_rate() -> AssetCheckResult:
-    path = table_path("link_check_last_run")
-    last = read_table(path) if path.exists() else empty_history()
-    run = last.filter(~pl.col(S.REASON).fill_null("").is_in(_NOT_A_CHECK))
-    if run.height == 0:
-        return AssetCheckResult(passed=True, metadata={"checked": 0, "note": "no request was made (offline or nothing due)"})
-    errors = run.filter(pl.col(S.URL_STATUS) == "UNKNOWN").height
-    fraction = errors / run.height
-    return AssetCheckResult(
-        passed=fraction <= MAX_ERROR_FRACTION, severity=AssetCheckSeverity.WARN,
-        metadata={"checked": run.height, "unknown": errors, "unknown_fraction": round(fraction, 4), "threshold": MAX_ERROR_FRACTION},
-    )

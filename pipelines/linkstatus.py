@@ -15,8 +15,14 @@ A link is due again when its derived status has gone stale (VALID/MOVED/DEAD aft
 REQUIRES_AUTH after 7, SUSPECT after 1 day, UNKNOWN after 1 day doubling per consecutive UNKNOWN
 up to 30). Each run checks at most ``budget`` due links, never-checked first, then the stalest, so a
 large crawl converges over scheduled runs instead of one endless run.
+
+Checking is split into ``LINK_SHARDS`` hash shards of track ids (``shard_of``): each shard plans,
+checks and appends to its own history, and the current status is derived from their union
+(``union_histories``), so a shard's re-run never touches another shard's rows.
 """
 
+import hashlib
+import math
 import os
 from datetime import datetime, timezone
 
@@ -32,6 +38,50 @@ HISTORY_SCHEMA = {
 
 def empty_history() -> pl.DataFrame:
     return pl.DataFrame(schema=HISTORY_SCHEMA)
+
+
+# Link checking runs per hash shard of track_id: a fixed, small number of partitions (never one per track).
+LINK_SHARDS = 8
+
+
+def shard_keys(*, shards: int = LINK_SHARDS) -> list[str]:
+    """The partition keys of ``shards`` shards: ``["00", "01", …]`` (zero-padded, sortable)."""
+    width = max(2, len(str(shards - 1)))
+    return [f"{i:0{width}d}" for i in range(shards)]
+
+
+def shard_of(*, track_id: str | None, shards: int = LINK_SHARDS) -> str:
+    """The shard key of one track id: the first 8 bytes of its SHA-1 (big-endian) mod ``shards``.
+
+    Stable across processes, machines and library versions (unlike Python's or polars' hash);
+    a null id falls in the shard of the empty string.
+    """
+    digest = hashlib.sha1((track_id or "").encode("utf-8")).digest()
+    return shard_keys(shards=shards)[int.from_bytes(digest[:8], "big") % shards]
+
+
+def in_shard(*, frame: pl.DataFrame, shard: str, shards: int = LINK_SHARDS) -> pl.DataFrame:
+    """The rows of ``frame`` (any columns incl. ``track_id``) whose track id falls in ``shard``."""
+    if frame.height == 0:
+        return frame
+    keys = shard_keys(shards=shards)
+    if shard not in keys:
+        raise ValueError(f"unknown shard {shard!r}: expected one of {keys[0]}..{keys[-1]}")
+    mask = [shard_of(track_id=t, shards=shards) == shard for t in frame.get_column(S.TRACK_ID).to_list()]
+    return frame.filter(pl.Series(mask, dtype=pl.Boolean))
+
+
+def shard_budget(*, budget: int, shards: int = LINK_SHARDS) -> int:
+    """One shard's share of a per-run budget of ``budget`` checks (rounded up, ≥ 0)."""
+    return max(0, math.ceil(budget / shards))
+
+
+def union_histories(*, histories: list[pl.DataFrame]) -> pl.DataFrame:
+    """Shard (and legacy) histories as one (n, HISTORY_SCHEMA) frame; identical rows kept once."""
+    parts = [h.select(list(HISTORY_SCHEMA)).cast(HISTORY_SCHEMA) for h in histories if h.height]
+    if not parts:
+        return empty_history()
+    return pl.concat(parts, how="vertical").unique(maintain_order=True)
 
 
 def latest_status(history: pl.DataFrame) -> pl.DataFrame:

@@ -242,11 +242,11 @@ def test_plan_fetches_budget_reuse_and_permanent_failures(tmp_path: Path) -> Non
 
 @pytest.mark.integration
 def test_audio_features_asset_fetches_live_links(site: _Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """raw_tracks → track_link_status → audio_features: a VALID audio link and a MOVED one are
+    """raw_tracks → link_checks (every shard) → track_link_status → audio_features: a VALID audio link and a MOVED one are
     downloaded and decoded; an HTML page and a 404 are recorded with their reasons."""
     from dagster import materialize
 
-    from assets.definitions import all_assets
+    from assets.definitions import all_assets, materialize_all
     from assets.settings import MoodscapeSettings
     from pipelines import democorpus
     from pipelines import schema as S
@@ -256,12 +256,13 @@ def test_audio_features_asset_fetches_live_links(site: _Server, tmp_path: Path, 
     rows = democorpus.musiccaps_rows(data_dir=DATA_DIR).head(4)
     urls = [f"{site.base}/clip.ogg", f"{site.base}/moved", f"{site.base}/page", f"{site.base}/gone"]
     rows.with_columns(pl.Series(S.PERMALINK_URL, urls)).write_csv(tmp_path / "crawl.csv")
-    wanted = {"raw_tracks", "track_link_status", "audio_features"}
+    wanted = {"raw_tracks", "link_checks", "track_link_status", "audio_features"}
     selected = [a for a in all_assets if {k.to_user_string() for k in a.keys} & wanted]
     settings = MoodscapeSettings(crawl=str(tmp_path / "crawl.csv"), link_allow_hosts="127.0.0.1", workers=1,
                                  audio_fetch_budget=10)
-    result = materialize(selected, resources={"settings": settings})
-    assert result.success
+    runs = materialize_all(resources={"settings": settings}, select=wanted)
+    assert all(r.success for r in runs)
+    result = runs[-1]
     raw = pl.read_parquet(table_path("raw_tracks"))
     tid = dict(zip(raw[S.PERMALINK_URL].to_list(), raw[S.TRACK_ID].to_list()))
     fetch = {r[S.TRACK_ID]: r[S.REASON] for r in pl.read_parquet(table_path("audio_fetch")).iter_rows(named=True)}

@@ -9,6 +9,8 @@ from dagster import AssetKey
 REPO = Path(__file__).resolve().parents[1]
 
 EXPECTED_EDGES = [
+    ("raw_tracks", "link_checks"),
+    ("link_checks", "track_link_status"),
     ("raw_tracks", "track_link_status"),
     ("track_link_status", "music_tracks"),
     ("music_tracks", "text_embeddings"),
@@ -59,6 +61,7 @@ def test_every_asset_and_check_reads_well_in_the_ui() -> None:
             assert asset_def.group_names_by_key[key] not in (None, "default"), f"{name} has no group"
             assert asset_def.op.tags.get("dagster/compute_kind") or asset_def.specs_by_key[key].kinds, f"{name} has no compute kind"
     specs = [spec for checks in all_checks for spec in checks.check_specs]
+    specs += [spec for asset_def in all_assets for spec in asset_def.check_specs]  # checks reported by their asset
     assert {s.name for s in specs} == {c.name for c in graph.asset_check_keys}
     for spec in specs:
         assert spec.description and len(spec.description.split()) >= 4, f"check {spec.name} has no description"
@@ -70,7 +73,7 @@ JOB_ASSETS = {
     "mood_models": {"query_mood_model", "audio_mood_model"},
     "rebuild_indices": {"text_index", "audio_index", "mood_index", "published_store"},
     "evaluate": {"evaluation_report"},
-    "recheck_links": {"track_link_status"},
+    "recheck_links": {"link_checks", "track_link_status"},
     "ingest_batch": {"crawl_batch"},
 }
 
@@ -80,7 +83,8 @@ def test_jobs_for_the_common_operations() -> None:
 
     everything = defs.resolve_job_def("materialize_everything")
     all_keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
-    assert {k.to_user_string() for k in everything.asset_layer.selected_asset_keys} == all_keys - {"crawl_batch"}
+    # the partitioned assets run per partition (inbox sensor, link-check schedule), not in the everything run
+    assert {k.to_user_string() for k in everything.asset_layer.selected_asset_keys} == all_keys - {"crawl_batch", "link_checks"}
     for name, wanted in JOB_ASSETS.items():
         job = defs.resolve_job_def(name)
         selected = {k.to_user_string() for k in job.asset_layer.selected_asset_keys}
@@ -93,6 +97,37 @@ def test_jobs_for_the_common_operations() -> None:
     # the tag the production run queue limits on (dagster.prod.yaml)
     assert defs.resolve_job_def("rebuild_indices").tags["moodscape/resource"] == "cpu"
     assert defs.resolve_job_def("recheck_links").tags["moodscape/resource"] == "network"
+
+
+def test_link_checks_are_sharded_and_scheduled_one_run_per_shard() -> None:
+    """link_checks has 8 hash-shard partitions (not one per track) and carries the error-rate check;
+    the daily schedule asks for one recheck_links run per shard, keyed by day and shard."""
+    from datetime import datetime, timezone
+
+    from dagster import AssetKey, build_schedule_context
+
+    from assets.definitions import defs, link_recheck_schedule
+
+    graph = defs.resolve_asset_graph()
+    shards = graph.get(AssetKey("link_checks")).partitions_def
+    assert shards.get_partition_keys() == [f"{i:02d}" for i in range(8)]
+    assert graph.get(AssetKey("track_link_status")).partitions_def is None
+    assert {c.name for c in graph.asset_check_keys if c.asset_key == AssetKey("link_checks")} == {"link_check_error_rate"}
+    job = defs.resolve_job_def("recheck_links")
+    assert job.partitions_def == shards
+
+    repo = defs.get_repository_def()  # lets the tick validate each partition key against the job
+
+    def tick(when: datetime) -> list:
+        return list(link_recheck_schedule.evaluate_tick(
+            build_schedule_context(scheduled_execution_time=when, repository_def=repo)).run_requests)
+
+    requests = tick(datetime(2026, 3, 4, 3, 0, tzinfo=timezone.utc))
+    assert [r.partition_key for r in requests] == shards.get_partition_keys()
+    assert [r.run_key for r in requests] == [f"links-2026-03-04-{k}" for k in shards.get_partition_keys()]
+    assert defs.get_schedule_def("link_recheck_daily").job_name == "recheck_links"
+    next_day = tick(datetime(2026, 3, 5, 3, 0, tzinfo=timezone.utc))
+    assert not {r.run_key for r in next_day} & {r.run_key for r in requests}  # a new day re-checks every shard
 
 
 def test_automation_default_status_follows_env() -> None:

@@ -114,3 +114,50 @@ def test_reason_table_counts_status_by_reason() -> None:
     rows = {(r[S.URL_STATUS], r[S.REASON]): r["count"] for r in table.iter_rows(named=True)}
     assert rows == {("SUSPECT", "http_404"): 2, ("UNKNOWN", "timeout"): 1, ("UNKNOWN", "not_checked_yet"): 1,
                     ("VALID", "-"): 1}
+
+
+def test_shard_of_is_stable_and_balanced_on_real_track_ids() -> None:
+    """sha1-based shards: pinned values (history files are keyed by them), independent of the
+    process, and spread evenly over real crawl ids (chi-square, 7 dof, p > 0.001)."""
+    import collections
+    import hashlib
+
+    import pytest
+
+    from pipelines import democorpus
+    from pipelines.linkstatus import LINK_SHARDS, in_shard, shard_keys, shard_of
+    from pipelines.store import DATA_DIR
+
+    assert shard_keys() == ["00", "01", "02", "03", "04", "05", "06", "07"] and LINK_SHARDS == 8
+    assert shard_of(track_id="musiccaps:-0Gj8-vB1q4:30") == "02" and shard_of(track_id="musiccaps:-0vPFx-wRRI:30") == "06"
+    try:
+        ids = (democorpus.musiccaps_rows(data_dir=DATA_DIR)[S.TRACK_ID].to_list()
+               + democorpus.jamendo_rows(data_dir=DATA_DIR, limit=3000)[S.TRACK_ID].to_list())
+    except FileNotFoundError:
+        pytest.skip("demo corpus data not available")
+    assert len(set(ids)) == len(ids) > 5000
+    shards = [shard_of(track_id=t) for t in ids]
+    for t, k in zip(ids[:200], shards):  # the documented formula, computed independently
+        assert int(k) == int.from_bytes(hashlib.sha1(t.encode()).digest()[:8], "big") % 8
+    counts = collections.Counter(shards)
+    expected = len(ids) / 8
+    chi2 = sum((counts[k] - expected) ** 2 / expected for k in shard_keys())
+    assert set(counts) == set(shard_keys()) and chi2 < 24.32
+    # the shards partition the crawl: every id in exactly one
+    frame = pl.DataFrame({S.TRACK_ID: ids[:800]})
+    parts = [in_shard(frame=frame, shard=k) for k in shard_keys()]
+    assert sum(p.height for p in parts) == 800
+    assert set().union(*(set(p[S.TRACK_ID].to_list()) for p in parts)) == set(ids[:800])
+    with pytest.raises(ValueError):
+        in_shard(frame=frame, shard="08")
+
+
+def test_union_histories_keeps_every_distinct_check() -> None:
+    from pipelines.linkstatus import union_histories
+
+    a = _hist([("t1", "DEAD", "http_404", 2), ("t2", "VALID", None, 1)])
+    b = _hist([("t1", "DEAD", "http_404", 0)])
+    both = union_histories(histories=[a, b, a.head(1), pl.DataFrame(schema=HISTORY_SCHEMA)])
+    assert both.height == 3 and dict(both.schema) == HISTORY_SCHEMA
+    status = current_status(tracks=_tracks(["t1", "t2"]), history=both, confirm_hours=24)
+    assert dict(zip(status[S.TRACK_ID].to_list(), status[S.URL_STATUS].to_list())) == {"t1": "DEAD", "t2": "VALID"}

@@ -32,22 +32,19 @@ def built_store(tmp_path_factory):
     crawl = _tiny_crawl(crawl_path)
     mp = pytest.MonkeyPatch()
     mp.setenv("MOODSCAPE_HOME", str(home))
-    from dagster import materialize
-
-    from assets.definitions import all_checks, graph_assets
+    from assets.definitions import materialize_all
     from assets.settings import MoodscapeSettings
 
     settings = MoodscapeSettings(crawl=str(crawl_path), offline=True, emopia_limit=16, workers=2, query_mood_train_limit=1500)
     # evaluation_report is exercised by tests/test_evaluate_cli.py (it builds stores of its own)
-    graph = [a for a in graph_assets if "evaluation_report" not in {k.to_user_string() for k in a.keys}]
-    result = materialize([*graph, *all_checks], resources={"settings": settings})
-    assert result.success
-    yield home, crawl, result
+    results = materialize_all(resources={"settings": settings}, exclude={"evaluation_report"}, raise_on_error=False)
+    assert results and all(r.success for r in results)
+    yield home, crawl, results
     mp.undo()
 
 
 def test_graph_materializes_and_publishes(built_store) -> None:
-    home, crawl, result = built_store
+    home, crawl, results = built_store
     from pipelines import store
     from pipelines.bundle import load_bundle
 
@@ -74,7 +71,14 @@ def test_graph_materializes_and_publishes(built_store) -> None:
     manifest = json.loads((store.current_version_dir() / "manifest.json").read_text())
     assert manifest["counts"]["tracks"] == tracks.height
     assert manifest["indices"]["text"]["dims"] == 384
-    checks = [e for e in result.get_asset_check_evaluations()]
+    # ingest, then one offline link-check run per shard (every track recorded once, nothing sent), then the rest
+    assert len(results) == 1 + 8 + 1
+    shard_meta = [m.metadata for r in results for m in r.asset_materializations_for_node("link_checks")]
+    assert sorted(m["shard"].value for m in shard_meta) == [f"{i:02d}" for i in range(8)]
+    assert sum(m["checks_made"].value for m in shard_meta) == len(crawl)
+    assert sum(m["tracks_in_shard"].value for m in shard_meta) == len(crawl)
+    assert len(store.batch_table_paths("link_history")) == 8
+    checks = [e for r in results for e in r.get_asset_check_evaluations()]
     assert {c.check_name for c in checks} == {"text_index_recall", "audio_index_recall", "mood_index_recall", "link_check_error_rate"}
     assert all(c.passed for c in checks)
 

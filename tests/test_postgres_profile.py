@@ -149,40 +149,41 @@ def test_prod_profile_loads_postgres_storage_queue_and_retries(prod_instance) ->
 
 
 def test_materialize_against_postgres_records_run_and_events(prod_instance, postgres: PgServer, tmp_path) -> None:
-    from dagster import AssetKey, DagsterEventType, materialize
+    from dagster import AssetKey, DagsterEventType
 
-    from assets.definitions import all_assets, all_checks
+    from assets.definitions import materialize_all
     from assets.settings import MoodscapeSettings
 
     crawl = tmp_path / "crawl.csv"
     democorpus.musiccaps_rows(data_dir=DATA_DIR).head(4).write_csv(crawl)
-    wanted = {"raw_tracks", "track_link_status"}
-    selected = [a for a in all_assets if {k.to_user_string() for k in a.keys} & wanted]
-    checks = [c for c in all_checks if any(k.name == "link_check_error_rate" for k in c.check_keys)]
     settings = MoodscapeSettings(crawl=str(crawl), offline=True)
-    result = materialize([*selected, *checks], instance=prod_instance, resources={"settings": settings})
-    assert result.success
-    run_id = result.run_id
+    # ingest, two link-check shard partitions, the derived status: four runs in the Postgres storage
+    results = materialize_all(instance=prod_instance, resources={"settings": settings},
+                              select={"raw_tracks", "link_checks", "track_link_status"}, shards=["00", "01"])
+    assert len(results) == 4 and all(r.success for r in results)
+    run_ids = [r.run_id for r in results]
+    run_id = run_ids[-1]
 
     from pipelines.store import table_path
 
     assert pl.read_parquet(table_path("track_link_status")).height == 4  # the assets really ran
 
     with postgres.connect() as con, con.cursor() as cur:
-        cur.execute("SELECT status FROM runs WHERE run_id = %s", (run_id,))
-        assert cur.fetchall() == [("SUCCESS",)]
-        cur.execute("SELECT dagster_event_type, asset_key FROM event_logs WHERE run_id = %s", (run_id,))
+        cur.execute("SELECT run_id, status FROM runs WHERE run_id = ANY(%s)", (run_ids,))
+        assert sorted(cur.fetchall()) == sorted((r, "SUCCESS") for r in run_ids)
+        cur.execute("SELECT run_id, dagster_event_type, asset_key, partition FROM event_logs WHERE run_id = ANY(%s)", (run_ids,))
         events = cur.fetchall()
         cur.execute("SELECT asset_key FROM asset_keys")
         asset_keys = {row[0] for row in cur.fetchall()}
     con.close()
-    materialized = {key for kind, key in events if kind == "ASSET_MATERIALIZATION"}
-    assert materialized == {'["raw_tracks"]', '["track_link_status"]'}
-    kinds = {kind for kind, _ in events}
+    materialized = {(run, key, part) for run, kind, key, part in events if kind == "ASSET_MATERIALIZATION"}
+    assert materialized == {(run_ids[0], '["raw_tracks"]', None), (run_ids[1], '["link_checks"]', "00"),
+                            (run_ids[2], '["link_checks"]', "01"), (run_ids[3], '["track_link_status"]', None)}
+    kinds = {kind for run, kind, _, _ in events if run == run_ids[1]}
     expected = {DagsterEventType.RUN_START, DagsterEventType.RUN_SUCCESS, DagsterEventType.STEP_SUCCESS,
                 DagsterEventType.ASSET_CHECK_EVALUATION}
     assert {e.value for e in expected} <= kinds  # stored under their legacy names (PIPELINE_START, ...)
-    assert {'["raw_tracks"]', '["track_link_status"]'} <= asset_keys
+    assert {'["raw_tracks"]', '["link_checks"]', '["track_link_status"]'} <= asset_keys
     # and the instance reads them back through the same storage
     record = prod_instance.get_latest_materialization_event(AssetKey("track_link_status"))
     assert record is not None and record.run_id == run_id
@@ -196,7 +197,9 @@ def test_launched_job_waits_in_the_postgres_queue(prod_instance, postgres: PgSer
     from dagster import DagsterEventType, DagsterRunStatus
 
     exe = Path(sys.executable).parent / "dagster"
-    out = subprocess.run([str(exe), "job", "launch", "-w", str(REPO / "workspace.yaml"), "-j", "recheck_links"],
+    # recheck_links is partitioned by link shard: the operator names the shard to re-check
+    out = subprocess.run([str(exe), "job", "launch", "-w", str(REPO / "workspace.yaml"), "-j", "recheck_links",
+                          "--tags", '{"dagster/partition": "03"}'],
                          cwd=REPO, capture_output=True, text=True, timeout=300, env=dict(os.environ))
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     from dagster import RunsFilter
@@ -209,7 +212,8 @@ def test_launched_job_waits_in_the_postgres_queue(prod_instance, postgres: PgSer
         cur.execute("SELECT status FROM runs WHERE run_id = %s", (run.run_id,))
         assert cur.fetchall() == [("QUEUED",)]
         cur.execute("SELECT key, value FROM run_tags WHERE run_id = %s", (run.run_id,))
-        assert ("moodscape/resource", "network") in cur.fetchall()
+        tags = cur.fetchall()
+        assert ("moodscape/resource", "network") in tags and ("dagster/partition", "03") in tags
         cur.execute("SELECT count(*) FROM event_logs WHERE run_id = %s AND dagster_event_type = %s",
                     (run.run_id, DagsterEventType.RUN_ENQUEUED.value))
         enqueued_events = cur.fetchone()[0]
