@@ -12,7 +12,7 @@ import polars as pl
 import pytest
 
 from pipelines import store
-from pipelines.lexicon import MoodLexicon, resolve_open_file
+from pipelines.lexicon import MoodLexicon
 from pipelines.mood import (
     AROUSAL_SIGN,
     VALENCE_SIGN,
@@ -30,16 +30,9 @@ from pipelines.mood import (
     plan_baseline_mood,
 )
 from pipelines.schema import AROUSAL, MOOD_CONFIDENCE, MOOD_SOURCE, TRACK_ID, VALENCE
+from tests.helpers import have_open_file
 
 DATA_DIR = store.DATA_DIR
-
-
-def _have(relative: str) -> bool:
-    try:
-        resolve_open_file(data_dir=DATA_DIR, relative=relative)
-    except FileNotFoundError:
-        return False
-    return True
 
 
 # ----------------------------------------------------------------------------- fusion
@@ -102,7 +95,7 @@ def test_fusion_none_inputs_and_shape_check() -> None:
 
 
 # ----------------------------------------------------------------------------- labels
-@pytest.mark.skipif(not _have("emopia/labels.csv"), reason="EMOPIA labels not found")
+@pytest.mark.skipif(not have_open_file("emopia/labels.csv"), reason="EMOPIA labels not found")
 def test_emopia_labels() -> None:
     df = emopia_labels(data_dir=DATA_DIR)
     assert df.height == 990
@@ -112,7 +105,7 @@ def test_emopia_labels() -> None:
     assert q == {1: (1, 1), 2: (-1, 1), 3: (-1, -1), 4: (1, -1)}
 
 
-@pytest.mark.skipif(not _have("audio/immich/labels.csv"), reason="immich tracks not found")
+@pytest.mark.skipif(not have_open_file("audio/immich/labels.csv"), reason="immich tracks not found")
 def test_immich_labels_from_glasgow() -> None:
     lex = MoodLexicon.from_files(data_dir=DATA_DIR)
     df = immich_labels(data_dir=DATA_DIR, lexicon=lex)
@@ -134,7 +127,7 @@ SOUNDFONT = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
 def real_features(tmp_path_factory) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Audio features (first 12 s) of the 28 immich tracks and 12 EMOPIA clips rendered from
     their MIDI with the FluidSynth CLI (2 train + 1 val clip per quadrant), and their labels."""
-    if not (_have("audio/immich/labels.csv") and _have("emopia/labels.csv")):
+    if not (have_open_file("audio/immich/labels.csv") and have_open_file("emopia/labels.csv")):
         pytest.skip("immich tracks or EMOPIA clips not found")
     if shutil.which("fluidsynth") is None or not SOUNDFONT.exists():
         pytest.skip("fluidsynth / FluidR3_GM soundfont not installed")
@@ -226,7 +219,7 @@ def test_val_rows_do_not_influence_the_model(real_features) -> None:
     assert m1["val"]["valence_sign_acc"] + m2["val"]["valence_sign_acc"] == pytest.approx(1.0)
 
 
-@pytest.mark.skipif(not _have("emopia/labels.csv"), reason="EMOPIA labels not found")
+@pytest.mark.skipif(not have_open_file("emopia/labels.csv"), reason="EMOPIA labels not found")
 def test_song_groups_keep_emopia_songs_in_one_fold() -> None:
     df = emopia_labels(data_dir=DATA_DIR)
     train = df.filter(pl.col("split") == "train")

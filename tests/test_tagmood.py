@@ -16,20 +16,13 @@ from pipelines.tagmood import (
     tag_tokens,
     track_tag_moods,
 )
+from tests.helpers import have_open_file
 
 DATA_DIR = store.DATA_DIR
 
 
-def _have(relative: str) -> bool:
-    try:
-        resolve_open_file(data_dir=DATA_DIR, relative=relative)
-    except FileNotFoundError:
-        return False
-    return True
-
-
 pytestmark = pytest.mark.skipif(
-    not (_have("text/glasgow_norms.csv") and _have("text/vader_lexicon.txt") and _have(MTG_TAGS_FILE)),
+    not (have_open_file("text/glasgow_norms.csv") and have_open_file("text/vader_lexicon.txt") and have_open_file(MTG_TAGS_FILE)),
     reason="word norms or MTG-Jamendo tag table not found",
 )
 
@@ -94,7 +87,7 @@ def test_track_tag_moods(lexicon, scorer) -> None:
 
 
 def test_knowledge_table_covers_mtg_and_musiccaps(scorer) -> None:
-    if not (_have("corpus/moodtheme_tags.txt") and _have("corpus/musiccaps.csv")):
+    if not (have_open_file("corpus/moodtheme_tags.txt") and have_open_file("corpus/musiccaps.csv")):
         pytest.skip("MTG mood/theme list or MusicCaps not found")
     table = tag_mood_table(scorer=scorer, data_dir=DATA_DIR)
     mtg = table.filter(pl.col("source") == "mtg_moodtheme")
