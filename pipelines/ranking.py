@@ -755,11 +755,9 @@ class Recommender:
         )
 
     def track_by_id(self, track_id: str) -> RankedTrack | None:
-        """The bundle row of ``track_id`` (score 0), or None."""
-        hits = self.bundle.tracks.with_row_index("_rid").filter(pl.col(S.TRACK_ID) == track_id)
-        if hits.height == 0:
-            return None
-        return self._track(int(hits["_rid"][0]), 0.0, {})
+        """The bundle row of ``track_id`` (score 0), or None (binary search, no table scan)."""
+        row = int(self.rows_of([track_id])[0])
+        return None if row < 0 else self._track(row, 0.0, {})
 
     def _check(self, req: RecommendRequest) -> None:
         if req.diversity is not None and not 0.0 <= float(req.diversity) <= 1.0:

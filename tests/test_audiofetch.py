@@ -8,7 +8,7 @@ contacted: refusals of other ranges (10/8, 169.254.169.254, …) are proven by c
 import os
 import threading
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 os.environ.setdefault("NUMBA_CACHE_DIR", str(Path(__file__).resolve().parents[1] / ".numba_cache"))
@@ -23,6 +23,7 @@ from pipelines.audiofetch import (  # noqa: E402
 from pipelines.netpolicy import NetworkPolicy  # noqa: E402
 from pipelines.store import DATA_DIR  # noqa: E402
 from test_linkcheck import RecordingBackend  # noqa: E402 - shared recording socket backend
+from tests.helpers import LoopbackHandler
 
 CLIPS = DATA_DIR / "audio" / "librosa"
 SMALL = CLIPS / "198-209-0000.ogg"  # speech clip, 74 kB
@@ -49,12 +50,8 @@ class _Server(ThreadingHTTPServer):
         return f"http://{self.server_address[0]}:{self.server_address[1]}"
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class _Handler(LoopbackHandler):
     server: _Server
-
-    def log_message(self, *args: object) -> None:
-        pass
 
     def do_GET(self) -> None:  # noqa: N802
         with self.server.lock:
@@ -65,18 +62,6 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             route(self)
 
-    def reply(self, status: int, *, body: bytes = b"", ctype: str | None = None, headers: dict | None = None) -> None:
-        self.send_response(status)
-        if ctype:
-            self.send_header("Content-Type", ctype)
-        for k, v in (headers or {}).items():
-            self.send_header(k, v)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        try:
-            self.wfile.write(body)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the client stopped reading (max_bytes, refused type): expected
 
 
 def _file(path: Path, ctype: str | None) -> Route:

@@ -6,7 +6,7 @@ import csv
 import json
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import polars as pl
@@ -17,6 +17,7 @@ from pipelines import schema as S
 from pipelines.democorpus import musiccaps_rows
 from pipelines.ingest import CRAWL_DTYPES, QUARANTINE_DTYPES
 from pipelines.store import DATA_DIR
+from tests.helpers import LoopbackHandler
 
 pytestmark = pytest.mark.skipif(not (DATA_DIR / "corpus" / "musiccaps.csv").exists(),
                                 reason="bundled data/ missing")
@@ -115,11 +116,7 @@ def test_ingest_unreadable_file_exits_2(tmp_path: Path, name: str, capsys: pytes
 
 
 # --------------------------------------------------------------------------- check-links
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, *args: object) -> None:
-        pass
+class _Handler(LoopbackHandler):
 
     def do_HEAD(self) -> None:  # noqa: N802
         self._route()
@@ -135,13 +132,7 @@ class _Handler(BaseHTTPRequestHandler):
             "/gone": (404, {}, b"not found"),
             "/moved": (301, {"Location": "/ok"}, b""),
         }.get(self.path.split("?", 1)[0], (404, {}, b""))
-        self.send_response(status)
-        for k, v in headers.items():
-            self.send_header(k, v)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
+        self.reply(status, headers=headers, body=body)
 
 
 @pytest.fixture()

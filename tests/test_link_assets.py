@@ -2,7 +2,7 @@
 
 import threading
 from datetime import datetime, timedelta, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 
 import polars as pl
 import pytest
@@ -10,31 +10,25 @@ import pytest
 from pipelines import democorpus
 from pipelines import schema as S
 from pipelines.store import DATA_DIR
+from tests.helpers import LoopbackHandler
 
 pytestmark = pytest.mark.integration
 
 
-class _Site(BaseHTTPRequestHandler):
+class _Site(LoopbackHandler):
     seen: list[str] = []  # every request path, in order (cleared per test by the fixture)
 
     def _answer(self) -> None:
         _Site.seen.append(self.path)
         if self.path.startswith("/moved/"):
-            self.send_response(301)
-            self.send_header("Location", "/tracks/" + self.path.rsplit("/", 1)[-1])
-            self.end_headers()
+            self.reply(301, headers={"Location": "/tracks/" + self.path.rsplit("/", 1)[-1]})
         elif self.path.startswith("/tracks/"):
-            self.send_response(200)
-            self.end_headers()
+            self.reply(200)
         else:
-            self.send_response(404)
-            self.end_headers()
+            self.reply(404)
 
     do_HEAD = _answer
     do_GET = _answer
-
-    def log_message(self, *args) -> None:  # keep test output quiet
-        pass
 
 
 @pytest.fixture()

@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import httpcore
@@ -30,6 +30,7 @@ from pipelines.linkcheck import (
     parse_retry_after,
 )
 from pipelines.schema import CHECKED_AT, FINAL_URL, HTTP_CODE, LINK_STATUSES, REASON, URL_STATUS
+from tests.helpers import LoopbackHandler
 
 
 # --------------------------------------------------------------------------- test server
@@ -58,27 +59,14 @@ class _Server(ThreadingHTTPServer):
         finish_maybe_tls(self, request, client_address, self.tls_context)
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class _Handler(LoopbackHandler):
     server: _Server
-
-    def log_message(self, *args: object) -> None:  # keep pytest output clean
-        pass
 
     def do_HEAD(self) -> None:  # noqa: N802
         self._route(head=True)
 
     def do_GET(self) -> None:  # noqa: N802
         self._route(head=False)
-
-    def _send(self, status: int, *, headers: dict[str, str] | None = None, body: bytes = b"") -> None:
-        self.send_response(status)
-        for k, v in (headers or {}).items():
-            self.send_header(k, v)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
 
     def _route(self, *, head: bool) -> None:
         srv = self.server
@@ -90,51 +78,51 @@ class _Handler(BaseHTTPRequestHandler):
             count = srv.counters[self.path]
         port = srv.server_address[1]
         if path == "/ok" or path == "/echo" or path == "/slash/":
-            self._send(200, body=b"hello")
+            self.reply(200, body=b"hello")
         elif path == "/head405":
-            self._send(405 if head else 200, body=b"get only")
+            self.reply(405 if head else 200, body=b"get only")
         elif path == "/hang-head":
             if head:
                 self.close_connection = True  # drop the connection without answering
                 return
-            self._send(200, body=b"ok")
+            self.reply(200, body=b"ok")
         elif path == "/moved":
-            self._send(301, headers={"Location": "/ok"})
+            self.reply(301, headers={"Location": "/ok"})
         elif path == "/slash":
-            self._send(301, headers={"Location": "/slash/"})
+            self.reply(301, headers={"Location": "/slash/"})
         elif path == "/loop-a":
-            self._send(302, headers={"Location": "/loop-b"})
+            self.reply(302, headers={"Location": "/loop-b"})
         elif path == "/loop-b":
-            self._send(302, headers={"Location": f"http://127.0.0.1:{port}/loop-a"})
+            self.reply(302, headers={"Location": f"http://127.0.0.1:{port}/loop-a"})
         elif path.startswith("/chain/"):
             n = int(path.rsplit("/", 1)[1])
-            self._send(302, headers={"Location": f"/chain/{n + 1}"})
+            self.reply(302, headers={"Location": f"/chain/{n + 1}"})
         elif path == "/no-location":
-            self._send(302)
+            self.reply(302)
         elif path == "/gone404":
-            self._send(404, body=b"not found")
+            self.reply(404, body=b"not found")
         elif path == "/gone410":
-            self._send(410, body=b"gone")
+            self.reply(410, body=b"gone")
         elif path == "/auth401":
-            self._send(401, headers={"WWW-Authenticate": 'Basic realm="x"'})
+            self.reply(401, headers={"WWW-Authenticate": 'Basic realm="x"'})
         elif path == "/forbidden":
-            self._send(403, body=b"private track")
+            self.reply(403, body=b"private track")
         elif path == "/cdn403":
-            self._send(403, headers={"cf-ray": "8c1d2e3f4a5b6c7d-AMS"}, body=b"error 1020")
+            self.reply(403, headers={"cf-ray": "8c1d2e3f4a5b6c7d-AMS"}, body=b"error 1020")
         elif path == "/captcha403":
-            self._send(403, body=b"<html><title>Just a moment</title>Please solve the CAPTCHA</html>")
+            self.reply(403, body=b"<html><title>Just a moment</title>Please solve the CAPTCHA</html>")
         elif path == "/rate-once":
             if count == 1:
-                self._send(429, headers={"Retry-After": "0"})
+                self.reply(429, headers={"Retry-After": "0"})
             else:
-                self._send(200, body=b"ok")
+                self.reply(200, body=b"ok")
         elif path == "/rate-always":
-            self._send(429, headers={"Retry-After": "0"})
+            self.reply(429, headers={"Retry-After": "0"})
         elif path == "/err500":
-            self._send(500, body=b"boom")
+            self.reply(500, body=b"boom")
         elif path == "/slow":
             time.sleep(1.5)
-            self._send(200, body=b"late")
+            self.reply(200, body=b"late")
         elif path == "/concurrent":
             with srv.lock:
                 srv.inflight += 1
@@ -142,22 +130,22 @@ class _Handler(BaseHTTPRequestHandler):
             time.sleep(0.15)
             with srv.lock:
                 srv.inflight -= 1
-            self._send(200, body=b"ok")
+            self.reply(200, body=b"ok")
         elif path == "/upgrade":
             if tls:
-                self._send(200, body=b"secure")
+                self.reply(200, body=b"secure")
             else:
-                self._send(301, headers={"Location": f"https://localhost:{port}/upgrade"})
+                self.reply(301, headers={"Location": f"https://localhost:{port}/upgrade"})
         elif path == "/to-private":
-            self._send(302, headers={"Location": "http://10.0.0.1/"})
+            self.reply(302, headers={"Location": "http://10.0.0.1/"})
         elif path == "/to-metadata":
-            self._send(302, headers={"Location": "http://169.254.169.254/latest/meta-data/"})
+            self.reply(302, headers={"Location": "http://169.254.169.254/latest/meta-data/"})
         elif path == "/to-decimal":
-            self._send(302, headers={"Location": f"http://2130706433:{port}/ok"})
+            self.reply(302, headers={"Location": f"http://2130706433:{port}/ok"})
         elif path == "/to-ftp":
-            self._send(302, headers={"Location": "ftp://example.org/track.mp3"})
+            self.reply(302, headers={"Location": "ftp://example.org/track.mp3"})
         else:
-            self._send(404)
+            self.reply(404)
 
 
 def _make_cert(tmp: Path) -> tuple[Path, Path] | None:

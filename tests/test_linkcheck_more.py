@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -21,6 +21,7 @@ import pytest
 from pipelines.linkcheck import LinkCheckConfig, _same_resource, check_links
 from test_linkcheck import RecordingBackend, _make_cert, finish_maybe_tls  # shared with the first link-check suite
 from pipelines.schema import FINAL_URL, HTTP_CODE, REASON, URL_STATUS
+from tests.helpers import LoopbackHandler
 
 Route = Callable[["_Handler"], None]
 
@@ -50,12 +51,8 @@ class _Server(ThreadingHTTPServer):
         finish_maybe_tls(self, request, client_address, self.tls)
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class _Handler(LoopbackHandler):
     server: _Server
-
-    def log_message(self, *args: object) -> None:
-        pass
 
     def do_HEAD(self) -> None:  # noqa: N802
         self._dispatch()
@@ -66,15 +63,6 @@ class _Handler(BaseHTTPRequestHandler):
     def count(self) -> int:
         with self.server.lock:
             return self.server.counters[self.path]
-
-    def reply(self, status: int, *, headers: dict[str, str] | None = None, body: bytes = b"") -> None:
-        self.send_response(status)
-        for k, v in (headers or {}).items():
-            self.send_header(k, v)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
 
     def stall(self, seconds: float) -> None:
         self.server.release.wait(seconds)
