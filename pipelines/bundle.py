@@ -70,6 +70,10 @@ class Bundle:
     text_index: faiss.Index
     audio_index: faiss.Index | None
     mood_index: faiss.Index | None
+    # Row id → storage position in each index (indexing.row_positions, (n,) int32, -1 = absent).
+    text_pos: np.ndarray | None = None
+    audio_pos: np.ndarray | None = None
+    mood_pos: np.ndarray | None = None
 
     @property
     def version(self) -> str:
@@ -90,13 +94,20 @@ class Bundle:
     # Row access to the vectors goes through these two methods only, so the storage behind them
     # (memory-mapped float32 today) can change without touching the ranking code.
     # Large bundles publish no .npy copies: the rows are decoded from the index storage
-    # (``reconstruct_batch``; exact for Flat/HNSW-Flat, fp16-rounded for SQfp16).
+    # (``reconstruct_batch``; exact for Flat/HNSW-Flat, fp16-rounded for SQfp16, 8-bit for SQ8).
     def text_rows(self, ids: np.ndarray) -> np.ndarray:
-        """(len(ids), 384) float32 L2-normalised text vectors of row ids ``ids`` (int64)."""
+        """(len(ids), 384) float32 L2-normalised text vectors of row ids ``ids`` (int64); zero rows
+        for tracks without text (not in the text index)."""
         ids = np.asarray(ids, dtype=np.int64).reshape(-1)
         if self.text_vectors is not None:
             return np.asarray(self.text_vectors[ids], dtype=np.float32)
-        return indexing.reconstruct_rows(index=self.text_index, ids=ids)
+        present = self.text_pos[ids] >= 0
+        if present.all():
+            return indexing.reconstruct_rows(index=self.text_index, ids=ids, positions=self.text_pos)
+        out = np.zeros((len(ids), self.text_index.d), dtype=np.float32)
+        if present.any():
+            out[present] = indexing.reconstruct_rows(index=self.text_index, ids=ids[present], positions=self.text_pos)
+        return out
 
     def audio_rows(self, ids: np.ndarray) -> np.ndarray:
         """(len(ids), d) float32 L2-normalised audio vectors of ``ids``; zero rows = no audio."""
@@ -106,7 +117,7 @@ class Bundle:
         out = np.zeros((len(ids), self.audio_dim), dtype=np.float32)
         present = self.has_audio[ids]
         if present.any():
-            out[present] = indexing.reconstruct_rows(index=self.audio_index, ids=ids[present])
+            out[present] = indexing.reconstruct_rows(index=self.audio_index, ids=ids[present], positions=self.audio_pos)
         return out
 
     @property
@@ -394,16 +405,18 @@ def load_bundle(folder: Path, *, mmap: bool = True) -> Bundle:
         raise ValueError(f"bundle {folder} is inconsistent: {n} tracks, text {text.shape}, audio {audio.shape}")
     if text is None and text_index.ntotal != n:
         raise ValueError(f"bundle {folder} has no text vectors and its text index holds {text_index.ntotal} of {n} rows")
+    audio_pos = None if audio_index is None else indexing.row_positions(index=audio_index, n_rows=n)
     if audio is not None:
         has_audio = (np.abs(np.asarray(audio)).sum(axis=1) > 0) if audio.shape[1] else np.zeros(n, dtype=bool)
     else:
-        has_audio = np.zeros(n, dtype=bool)
-        if audio_index is not None:
-            has_audio[indexing.id_map(audio_index)] = True
+        has_audio = np.zeros(n, dtype=bool) if audio_pos is None else audio_pos >= 0
+    mood_index = _maybe(MOOD_INDEX_FILE)
     va = tracks.select(S.VALENCE, S.AROUSAL).to_numpy()
     has_mood = ~np.isnan(va.astype(np.float64)).any(axis=1)
     return Bundle(
         folder=folder, manifest=manifest, tracks=tracks, text_vectors=text, audio_vectors=audio,
         has_audio=has_audio, has_mood=has_mood, text_index=text_index,
-        audio_index=audio_index, mood_index=_maybe(MOOD_INDEX_FILE),
+        audio_index=audio_index, mood_index=mood_index,
+        text_pos=indexing.row_positions(index=text_index, n_rows=n), audio_pos=audio_pos,
+        mood_pos=None if mood_index is None else indexing.row_positions(index=mood_index, n_rows=n),
     )

@@ -212,6 +212,10 @@ class Retrieved:
     audio_query: np.ndarray | None  # (d,) unit audio query used, or None
     audio_query_source: str  # "seeds" | "target_mood" | "none"
     merged: int  # candidates before the per-artist cap
+    # (c,) float32 similarity the text / audio search already computed for its own hits (the same
+    # stored codes that decoding would give), NaN for candidates another search found.
+    text_sim: np.ndarray | None = None
+    audio_sim: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -221,7 +225,18 @@ class ScoreBreakdown:
     total: np.ndarray
     contrib: dict[str, np.ndarray]  # per-signal contributions (sum = total)
     explanation: dict[str, np.ndarray]  # raw sims and effective normalised weights
-    text_vectors: np.ndarray | None = None  # (c, 384) the candidates' text vectors, reused by rerank
+    text_vectors: np.ndarray | None = None  # (c, 384) the candidates' text vectors, reused by rerank…
+    text_decoded: np.ndarray | None = None  # …(c,) bool: the rows of text_vectors decoded so far (None = all)
+
+
+def _aligned(*, cand: np.ndarray, ids: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """(c,) float32: ``values[j]`` at the position of ``ids[j]`` in the sorted ``cand``, NaN elsewhere."""
+    out = np.full(len(cand), np.nan, np.float32)
+    if len(cand) and len(ids):
+        pos = np.minimum(np.searchsorted(cand, ids), len(cand) - 1)
+        hit = cand[pos] == ids
+        out[pos[hit]] = values[hit]
+    return out
 
 
 def _ngrams(tokens: list[str], n_max: int = 4) -> set[str]:
@@ -515,21 +530,25 @@ class Recommender:
         return np.asarray(rows, dtype=np.int64)
 
     # ---------------------------------------------------------------- retrieval
-    def _search(self, index, queries: np.ndarray, k: int, allow: np.ndarray) -> np.ndarray:
+    def _search(
+        self, index, queries: np.ndarray, k: int, allow: np.ndarray, positions: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Row ids (m,) int64 of one query's top ``k`` allowed hits and their FAISS scores (m,)."""
         if index is None or index.ntotal == 0 or len(allow) == 0:
-            return np.zeros(0, dtype=np.int64)
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
         full = len(allow) == len(self._live)  # every row allowed: no selector needed
         if allow is self._live_ids and not full:
             # Unfiltered request: search without an O(n) selector, over-fetching by the DEAD share,
             # and drop DEAD rows; fall back to the selector only if too few live rows came back.
             over = k + int(math.ceil(2 * k * (1 - len(allow) / len(self._live)))) + 16
-            _, ids = indexing.search(index=index, queries=queries, k=over)
-            got = ids[0][ids[0] >= 0]
-            got = got[self._live[got]]
-            if len(got) >= k or (ids[0] < 0).any():
-                return got[:k]
-        _, ids = indexing.search(index=index, queries=queries, k=k, allow=None if full else allow)
-        return ids[0][ids[0] >= 0]
+            scores, ids = indexing.search(index=index, queries=queries, k=over)
+            ok = ids[0] >= 0
+            ok[ok] = self._live[ids[0][ok]]
+            if ok.sum() >= k or (ids[0] < 0).any():
+                return ids[0][ok][:k], scores[0][ok][:k]
+        scores, ids = indexing.search(index=index, queries=queries, k=k, allow=None if full else allow, positions=positions)
+        ok = ids[0] >= 0
+        return ids[0][ok], scores[0][ok]
 
     def audio_query_vector(self, *, valence: float, arousal: float, allow: np.ndarray) -> np.ndarray | None:
         """(d,) unit audio query vector, or None when no track has audio.
@@ -553,7 +572,8 @@ class Recommender:
             seeds_allow = np.intersect1d(allow, np.flatnonzero(b.has_audio & b.has_mood))
             if len(seeds_allow) == 0:
                 return None
-            _, ids = indexing.search(index=b.mood_index, queries=q, k=AUDIO_SEED_K, allow=seeds_allow)
+            _, ids = indexing.search(index=b.mood_index, queries=q, k=AUDIO_SEED_K, allow=seeds_allow,
+                                     positions=b.mood_pos)
             ids = ids[0][ids[0] >= 0]
         if len(ids) == 0:
             return None
@@ -590,22 +610,23 @@ class Recommender:
         seeds = np.zeros(0, np.int64) if seed_rows is None else np.asarray(seed_rows, np.int64)
         k = RETRIEVAL_K + len(seeds)  # the seeds themselves are likely hits: keep k useful results
         target = np.array([[qu.valence, qu.arousal]], dtype=np.float32)
-        text_f = self._pool.submit(self._search, b.text_index, qu.embedding[None, :], k, allow)
-        mood_f = self._pool.submit(self._search, b.mood_index, target, k, allow)
+        text_f = self._pool.submit(self._search, b.text_index, qu.embedding[None, :], k, allow, b.text_pos)
+        mood_f = self._pool.submit(self._search, b.mood_index, target, k, allow, b.mood_pos)
         seed_audio = self.seed_audio_vector(seeds)
 
-        def audio_job() -> tuple[np.ndarray, np.ndarray | None, str]:
+        def audio_job() -> tuple[tuple[np.ndarray, np.ndarray], np.ndarray | None, str]:
             if seed_audio is not None:
                 qa, source = seed_audio, "seeds"
             else:
                 qa = self.audio_query_vector(valence=qu.valence, arousal=qu.arousal, allow=allow)
                 source = "none" if qa is None else "target_mood"
             if qa is None:
-                return np.zeros(0, dtype=np.int64), None, source
-            return self._search(b.audio_index, qa[None, :], k, allow), qa, source
+                return (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)), None, source
+            return self._search(b.audio_index, qa[None, :], k, allow, b.audio_pos), qa, source
 
-        audio_ids, qa, source = self._pool.submit(audio_job).result()
-        lists = [text_f.result(), mood_f.result(), audio_ids]
+        (audio_ids, audio_scores), qa, source = self._pool.submit(audio_job).result()
+        text_ids, text_scores = text_f.result()
+        lists = [text_ids, mood_f.result()[0], audio_ids]
         ids = np.concatenate(lists).astype(np.int64)
         ranks = np.concatenate([np.arange(len(x), dtype=np.int64) for x in lists])
         order = np.lexsort((ranks, ids))  # by id, then rank: the first row of an id is its best rank
@@ -618,7 +639,12 @@ class Recommender:
             cand, best = cand[~drop], best[~drop]
         merged = len(cand)
         keep = self._artist_cap(cand=cand, best_rank=best, cap=ARTIST_CAP_CANDIDATES)
-        return Retrieved(cand=cand[keep], audio_query=qa, audio_query_source=source, merged=merged)
+        cand = cand[keep]
+        return Retrieved(
+            cand=cand, audio_query=qa, audio_query_source=source, merged=merged,
+            text_sim=_aligned(cand=cand, ids=text_ids, values=text_scores),
+            audio_sim=_aligned(cand=cand, ids=audio_ids, values=audio_scores),
+        )
 
     def _artist_cap(self, *, cand: np.ndarray, best_rank: np.ndarray, cap: int) -> np.ndarray:
         """(c,) bool: keep at most ``cap`` of each artist's candidates (lowest ``best_rank``); no artist = kept."""
@@ -643,9 +669,13 @@ class Recommender:
         return sb.total, sb.contrib
 
     def score_breakdown(
-        self, *, cand: np.ndarray, qu: QueryUnderstanding, audio_query: np.ndarray | None
+        self, *, cand: np.ndarray, qu: QueryUnderstanding, audio_query: np.ndarray | None,
+        known_text: np.ndarray | None = None, known_audio: np.ndarray | None = None,
     ) -> "ScoreBreakdown":
         """Scores with their parts for candidate row ids ``cand`` (c,) (every array (c,)).
+
+        ``known_text`` / ``known_audio`` (c,): similarities the searches already computed
+        (:class:`Retrieved`), NaN elsewhere; only the other candidates' vectors are decoded.
 
         Every signal is in [0, 1]. Per track the positive weights are renormalised over the
         signals it has: audio only when the track and the query have an audio vector; mood
@@ -656,11 +686,19 @@ class Recommender:
         w = WEIGHTS[qu.query_type]
         b = self.bundle
         c = len(cand)
-        text_vecs = b.text_rows(cand)
-        text_sim = np.clip(text_vecs @ qu.embedding, 0.0, 1.0)
+        text_sim = np.full(c, np.nan, np.float32) if known_text is None else known_text.astype(np.float32)
+        need = np.isnan(text_sim)
+        text_vecs = np.zeros((c, len(qu.embedding)), np.float32)
+        if need.any():
+            text_vecs[need] = b.text_rows(cand[need])
+            text_sim[need] = text_vecs[need] @ qu.embedding
+        text_sim = np.clip(text_sim, 0.0, 1.0)
         if audio_query is not None:
-            audio_sim = np.clip(b.audio_rows(cand) @ audio_query, 0.0, 1.0)
             has_audio = b.has_audio[cand].astype(np.float32)
+            audio_sim = np.full(c, np.nan, np.float32) if known_audio is None else known_audio.astype(np.float32)
+            need_a = np.isnan(audio_sim) & (has_audio > 0)
+            audio_sim[need_a] = b.audio_rows(cand[need_a]) @ audio_query
+            audio_sim = np.clip(np.nan_to_num(audio_sim, nan=0.0), 0.0, 1.0)
         else:
             audio_sim = np.zeros(c, np.float32)
             has_audio = np.zeros(c, np.float32)
@@ -688,12 +726,12 @@ class Recommender:
             "w_collab": w.collab / denom, "mood_confidence": track_conf,
             "query_mood_confidence": np.full(c, qu.confidence, np.float32),
         }
-        return ScoreBreakdown(total=total, contrib=contrib, explanation=parts, text_vectors=text_vecs)
+        return ScoreBreakdown(total=total, contrib=contrib, explanation=parts, text_vectors=text_vecs, text_decoded=need)
 
     # ---------------------------------------------------------------- reranking
     def rerank(
         self, *, cand: np.ndarray, scores: np.ndarray, k: int, mmr_lambda: float = MMR_LAMBDA,
-        text_vectors: np.ndarray | None = None,
+        text_vectors: np.ndarray | None = None, text_decoded: np.ndarray | None = None,
     ) -> np.ndarray:
         """Positions into ``cand`` (c,) of the k results: MMR with artist spacing and version dedup.
 
@@ -708,8 +746,15 @@ class Recommender:
         lam = float(mmr_lambda)
         pool_n = min(len(cand), max(MMR_POOL_MIN, 5 * k))
         pool = np.argsort(-scores, kind="stable")[:pool_n]
-        # ``text_vectors`` (c, 384), row-aligned with ``cand``, saves decoding them again.
-        vecs = self.bundle.text_rows(cand[pool]) if text_vectors is None else text_vectors[pool]
+        # ``text_vectors`` (c, 384), row-aligned with ``cand``, saves decoding them again; rows
+        # not in ``text_decoded`` (hits whose similarity came from the text search) are decoded here.
+        if text_vectors is None:
+            vecs = self.bundle.text_rows(cand[pool])
+        else:
+            vecs = text_vectors[pool]
+            missing = np.zeros(pool_n, bool) if text_decoded is None else ~text_decoded[pool]
+            if missing.any():
+                vecs[missing] = self.bundle.text_rows(cand[pool[missing]])
         sim = vecs @ vecs.T  # (p, p)
         rel = scores[pool].astype(np.float64)
         artists = self._artist_code[cand[pool]]
@@ -841,13 +886,14 @@ class Recommender:
         stages["retrieval"] = (time.perf_counter() - t) * 1000
 
         t = time.perf_counter()
-        sb = self.score_breakdown(cand=cand, qu=qu, audio_query=got.audio_query)
+        sb = self.score_breakdown(cand=cand, qu=qu, audio_query=got.audio_query,
+                                  known_text=got.text_sim, known_audio=got.audio_sim)
         stages["scoring"] = (time.perf_counter() - t) * 1000
 
         t = time.perf_counter()
         diversity = DEFAULT_DIVERSITY if req.diversity is None else float(req.diversity)
         order = self.rerank(cand=cand, scores=sb.total, k=req.top_k, mmr_lambda=1.0 - diversity,
-                            text_vectors=sb.text_vectors)
+                            text_vectors=sb.text_vectors, text_decoded=sb.text_decoded)
         stages["reranking"] = (time.perf_counter() - t) * 1000
 
         t = time.perf_counter()

@@ -8,7 +8,10 @@ What is derived from real data (``data/``, see ``data/NOTICE.md``):
 - **text vectors** — the prototype's real MiniLM embedding (of its real text document) plus isotropic
   Gaussian noise (cosine to the prototype ≈ ``1/sqrt(1+TEXT_NOISE²)``), re-normalised.
 - **audio vectors** — real librosa feature vectors of the bundled audio clips (immich + librosa),
-  standardised; a diagonal Gaussian mixture fitted on them is sampled, then L2-normalised.
+  standardised; a diagonal Gaussian mixture fitted on them is sampled and projected to the same
+  space shape as the real ``audio_index`` asset at scale (PCA to ``audiospace.TARGET_DIMS`` = 64
+  dimensions, then L2-normalised). The 42 clips alone cannot support a 64-component PCA, so the
+  PCA is fitted on ``AUDIO_PCA_FIT`` seeded draws of the mixture.
 - **moods** — the prototype's real lexicon mood (Glasgow/VADER ratings of its text) plus noise.
 - **artists** — real artist names/ids of the open data, drawn Zipf-skewed (a few artists own many
   tracks); null where the prototype has no artist.
@@ -44,7 +47,8 @@ PLAYS_NULL = 0.2
 URL_STATUS_MIX: dict[str, float] = {
     "VALID": 0.66, "UNKNOWN": 0.14, "MOVED": 0.04, "REQUIRES_AUTH": 0.02, "BLOCKED": 0.02, "DEAD": 0.12,
 }
-SYNTH_VERSION = "synth-v2"
+AUDIO_PCA_FIT = 20_000  # mixture draws the synthetic audio PCA is fitted on
+SYNTH_VERSION = "synth-v3"  # v3: 64-d PCA audio space (v2: 76-d standardised features)
 
 
 @dataclass(frozen=True)
@@ -179,7 +183,14 @@ class SynthSource:
         k = int(max(1, min(4, len(z) // 4)))
         self.gmm = GaussianMixture(n_components=k, covariance_type="diag", random_state=params.seed).fit(z)
         self.plan = plan
-        self.audio_dim = int(z.shape[1])
+        from sklearn.decomposition import PCA
+
+        from pipelines.audiospace import TARGET_DIMS
+
+        draws, _ = self.gmm.sample(AUDIO_PCA_FIT)
+        dims = min(TARGET_DIMS, z.shape[1])
+        self.pca = PCA(n_components=dims, random_state=params.seed).fit(draws)
+        self.audio_dim = int(dims)
 
     def text(self, start: int, stop: int) -> np.ndarray:
         """(stop-start, 384) float32 unit text vectors of rows start..stop-1."""
@@ -189,13 +200,13 @@ class SynthSource:
         return _unit(base + noise)
 
     def audio(self, start: int, stop: int) -> np.ndarray:
-        """(stop-start, F) float32 unit audio vectors; zero rows where a track has no audio."""
+        """(stop-start, audio_dim) float32 unit audio vectors; zero rows where a track has no audio."""
         rng = np.random.default_rng([self.params.seed, 2, start])
         comp = self.plan.audio_comp[start:stop]
         mean = self.gmm.means_[comp]
         std = np.sqrt(self.gmm.covariances_[comp])
-        x = (mean + std * rng.standard_normal(mean.shape)).astype(np.float32)
-        x = _unit(x)
+        x = self.pca.transform(mean + std * rng.standard_normal(mean.shape))
+        x = _unit(x.astype(np.float32))
         x[~self.plan.has_audio[start:stop]] = 0.0
         return x
 

@@ -221,8 +221,14 @@ def create_app(
     ``recommender_factory`` (default ``Recommender(bundle)``) builds the ranking state;
     ``cache`` defaults to :meth:`ResponseCache.from_env`.
     """
-    # Concurrent requests share model forward passes (see BatchingEncoder); one per app.
-    encoder = None if recommender_factory is not None else BatchingEncoder()
+    # Concurrent requests share model forward passes (see BatchingEncoder); one per app. The model
+    # runs at MOODSCAPE_QUERY_ENCODER precision (pipelines.queryencoder: bf16 where the CPU has
+    # native bf16, else fp32); a bad value fails here, at startup.
+    encoder = None
+    if recommender_factory is None:
+        from pipelines.queryencoder import query_encoder_from_env
+
+        encoder = BatchingEncoder(encode=query_encoder_from_env())
     factory = recommender_factory or (lambda bundle: ranking.Recommender(bundle, encoder=encoder))
 
     @asynccontextmanager

@@ -149,12 +149,14 @@ def test_unfiltered_search_without_selector_matches_the_selector_search(rec, emb
     va = rec.bundle.tracks.select(S.VALENCE, S.AROUSAL).to_numpy().astype(np.float32)
     target = np.array([[0.4, -0.2]], np.float32)
     for k in (5, 50, 300, 600):
-        got = rec._search(rec.bundle.text_index, q, k, live)
+        got, got_scores = rec._search(rec.bundle.text_index, q, k, live)
         _, ref = indexing.search(index=rec.bundle.text_index, queries=q, k=k, allow=live)
         ref = ref[0][ref[0] >= 0]
         assert rec._live[got].all() and len(got) == len(ref) == min(k, len(live))
         np.testing.assert_allclose(rec.bundle.text_rows(got) @ q[0], rec.bundle.text_rows(ref) @ q[0], atol=1e-5)
-        got = rec._search(rec.bundle.mood_index, target, k, live)
+        # the scores handed to scoring are the similarities of the returned rows' stored vectors
+        np.testing.assert_allclose(got_scores, rec.bundle.text_rows(got) @ q[0], atol=1e-5)
+        got, _ = rec._search(rec.bundle.mood_index, target, k, live)
         _, ref = indexing.search(index=rec.bundle.mood_index, queries=target, k=k, allow=live)
         ref = ref[0][ref[0] >= 0]
         assert rec._live[got].all() and len(got) == len(ref)

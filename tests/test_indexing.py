@@ -17,8 +17,8 @@ def vset(musiccaps_vectors: np.ndarray) -> VectorSet:
 def test_size_adaptive_factory(monkeypatch) -> None:
     monkeypatch.delenv("MOODSCAPE_INDEX_FACTORY", raising=False)
     assert indexing.choose_factory(n=1_000) == "Flat"
-    assert indexing.choose_factory(n=60_000) == "IVF1024,SQfp16"
-    assert indexing.choose_factory(n=1_000_000) == "IVF4096,SQfp16"
+    assert indexing.choose_factory(n=60_000) == "IVF1024,SQ8"
+    assert indexing.choose_factory(n=1_000_000) == "IVF4096,SQ8"
     monkeypatch.setenv("MOODSCAPE_INDEX_FACTORY", "HNSW32")
     assert indexing.choose_factory(n=60_000) == "HNSW32"
     assert indexing.choose_factory(n=1_000) == "Flat"  # small stores stay exact
@@ -42,6 +42,38 @@ def test_ivf_recall_reconstruct_and_exhaustive_scan(vset: VectorSet) -> None:
     np.testing.assert_allclose(s, es, atol=2e-3)
     assert np.mean([len(set(a) & set(b)) / 10 for a, b in zip(i, ei)]) >= 0.95
     assert set(i.ravel()) <= set(allow)
+
+
+def test_sq8_codes_decode_by_row_position(tmp_path, vset: VectorSet) -> None:
+    # New indices are IndexIDMap (no per-vector hash map); rows decode through row_positions.
+    train = VectorSet(ids=vset.ids[:900], vectors=vset.vectors[:900])
+    index = indexing.build_index(vectors=train, metric="ip", factory="IVF16,SQ8")
+    assert type(index) is indexing.faiss.IndexIDMap
+    path = indexing.save_index(index=index, path=tmp_path / "sq8.faiss")
+    loaded = indexing.load_index(path=path)
+    pos = indexing.row_positions(index=loaded, n_rows=int(train.ids.max()) + 5)
+    assert (pos >= 0).sum() == len(train) and pos[train.ids[0] + 1] == -1  # ids are 7, 10, 13, …
+    got = indexing.reconstruct_rows(index=loaded, ids=train.ids[::5], positions=pos)
+    cos = (got * train.vectors[::5]).sum(1) / np.linalg.norm(got, axis=1)
+    assert cos.min() > 0.995, cos.min()
+    with pytest.raises(KeyError):
+        indexing.reconstruct_rows(index=loaded, ids=np.array([train.ids[0] + 1]), positions=pos)
+    # A small allow-list is searched exactly over the decoded rows of just those ids.
+    allow = train.ids[10:40]
+    _, ids = indexing.search(index=loaded, queries=vset.vectors[950:952], k=5, allow=allow, positions=pos)
+    assert set(ids.ravel()) <= set(allow)
+
+
+def test_legacy_idmap2_bundle_index_still_decodes(tmp_path, vset: VectorSet) -> None:
+    # Bundles published before the switch hold IndexIDMap2; they load and decode the same way.
+    inner = indexing.faiss.index_factory(vset.dim, "Flat", indexing.faiss.METRIC_INNER_PRODUCT)
+    legacy = indexing.faiss.IndexIDMap2(inner)
+    legacy.add_with_ids(vset.vectors[:100], vset.ids[:100])
+    path = indexing.save_index(index=legacy, path=tmp_path / "legacy.faiss")
+    loaded = indexing.load_index(path=path)
+    np.testing.assert_allclose(
+        indexing.reconstruct_rows(index=loaded, ids=vset.ids[20:30]), vset.vectors[20:30], atol=1e-6
+    )
 
 
 @pytest.mark.parametrize("factory", [None, "HNSW32"])

@@ -215,3 +215,26 @@ def test_predict_with_given_embeddings_and_save_load(trained, tmp_path: Path) ->
     assert model.predict([]).shape == (0, 3)
     with pytest.raises(ValueError):
         model.predict(texts, embeddings=emb[:1])
+
+
+def test_member_fast_path_equals_sklearn_predict(trained) -> None:
+    # The per-request numpy forward pass must give what sklearn's predict gives (sklearn keeps
+    # float32 inputs in float32, the fast path works in float64: ~1e-7 apart), for the
+    # trained members (whichever kind won) and for both regressor kinds fitted here on real rows.
+    from sklearn.linear_model import Ridge
+    from sklearn.neural_network import MLPRegressor
+
+    from pipelines.querymood import _member_predict
+
+    model, _ = trained
+    texts = ["i miss my ex", "upbeat morning workout", "rock guitar solo", "calm piano for sleep"]
+    x = model.features(texts, embeddings=embed_texts(texts))
+    for member in model.members:
+        np.testing.assert_allclose(_member_predict(member, x), member.predict(x), rtol=0, atol=1e-6)
+    rng = np.random.default_rng(0)
+    y = x[:, :2] @ rng.standard_normal((2, 2))  # any targets: only the forward pass is compared
+    xx = np.vstack([x] * 8)
+    yy = np.vstack([y] * 8) + rng.standard_normal((32, 2)) * 0.1
+    for est in (Ridge(alpha=1.0), MLPRegressor(hidden_layer_sizes=(16,), activation="tanh", max_iter=50, random_state=0)):
+        est.fit(xx, yy)
+        np.testing.assert_allclose(_member_predict(est, x), est.predict(x), rtol=0, atol=1e-6)

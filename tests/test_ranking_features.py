@@ -184,9 +184,9 @@ def test_artist_cap_keeps_each_artists_best_ranked(rec, cap) -> None:
     qu = rec.understand("electronic ambient pads")
     got = rec.retrieve(qu, rec.allowed_ids(None))
     # best rank per candidate, rebuilt from the searches themselves (plain Python)
-    n_text = rec._search(rec.bundle.text_index, qu.embedding[None, :], ranking.RETRIEVAL_K, rec.allowed_ids(None))
-    n_mood = rec._search(rec.bundle.mood_index, np.array([[qu.valence, qu.arousal]], np.float32),
-                         ranking.RETRIEVAL_K, rec.allowed_ids(None))
+    n_text, _ = rec._search(rec.bundle.text_index, qu.embedding[None, :], ranking.RETRIEVAL_K, rec.allowed_ids(None))
+    n_mood, _ = rec._search(rec.bundle.mood_index, np.array([[qu.valence, qu.arousal]], np.float32),
+                            ranking.RETRIEVAL_K, rec.allowed_ids(None))
     best: dict[int, int] = {}
     for lst in (n_text, n_mood):
         for r, i in enumerate(lst.tolist()):
@@ -372,3 +372,22 @@ def test_real_titles_lose_version_markers_only() -> None:
     plain = ~low.str.contains(r"[\(\[\-]|feat|ft\.")
     norm = low.filter(plain).str.replace_all(r"[^\p{L}\p{N}]+", " ").str.strip_chars()
     assert (canon.filter(plain).fill_null("") == norm).all()
+
+
+@pytest.mark.parametrize("query", ["sad piano at night", "upbeat morning workout", "rock guitar solo"])
+def test_search_scores_reused_in_scoring_equal_decoding_every_candidate(rec, query: str) -> None:
+    """Text/audio similarities handed over by the searches give the scores full decoding gives."""
+    qu = rec.understand(query)
+    got = rec.retrieve(qu, rec.allowed_ids(None))
+    assert np.isfinite(got.text_sim).sum() > 0 and np.isnan(got.text_sim).sum() > 0  # both kinds occur
+    reused = rec.score_breakdown(cand=got.cand, qu=qu, audio_query=got.audio_query,
+                                 known_text=got.text_sim, known_audio=got.audio_sim)
+    decoded = rec.score_breakdown(cand=got.cand, qu=qu, audio_query=got.audio_query)
+    assert not reused.text_decoded.all() and decoded.text_decoded.all()
+    for name in reused.explanation:
+        np.testing.assert_allclose(reused.explanation[name], decoded.explanation[name], atol=1e-5, err_msg=name)
+    np.testing.assert_allclose(reused.total, decoded.total, atol=1e-5)
+    a = rec.rerank(cand=got.cand, scores=reused.total, k=10, text_vectors=reused.text_vectors,
+                   text_decoded=reused.text_decoded)
+    b = rec.rerank(cand=got.cand, scores=decoded.total, k=10, text_vectors=decoded.text_vectors)
+    np.testing.assert_array_equal(a, b)
