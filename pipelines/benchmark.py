@@ -3,13 +3,19 @@
 The service is started as a subprocess (``python -m moodscape.cli serve --host 127.0.0.1``) with
 ``MOODSCAPE_HOME`` pointing at the synthetic store and its response cache disabled
 (``MOODSCAPE_CACHE_SIZE=0``). Real query texts (Deezer music-NER requests, MTG-Jamendo mood/theme
-tags, MusicCaps aspect lists) are sent over HTTP by an async httpx load generator with
-``concurrency`` requests in flight. Full and baseline run in the same process, interleaved in
-alternating blocks after a warm-up, so both see the same machine state.
+tags, MusicCaps aspect lists) are sent over HTTP by a lean asyncio HTTP/1.1 load generator
+(:mod:`pipelines.httpload`, keep-alive pool) with ``concurrency`` requests in flight; on a small
+machine the client shares the cores with the service, so its CPU cost per request is kept low and
+reported. Full and baseline run in the same process, interleaved in alternating blocks after a
+warm-up, so both see the same machine state.
 
 Output ``bench.json``::
 
-    {"tracks", "full": {"p50_ms","p95_ms","p99_ms","qps","errors","requests"}, "baseline": {...},
+    {"tracks", "full": {"p50_ms","p95_ms","p99_ms","qps","errors","requests",
+                        "client_cpu_ms_per_request" (time.process_time of this process over the
+                        mode's measured blocks / requests), "server_cpu_ms_per_request" (service
+                        utime+stime from /proc/<pid>/stat over the same blocks / requests)},
+     "baseline": {...},
      "rss_mb" (peak VmRSS = VmHWM of the service), "rss_end_mb", "build_s", "store": {...},
      "load": {...} (optional soak run with a hot swap)}
 """
@@ -27,13 +33,15 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
+import msgspec
 import numpy as np
 import polars as pl
 
 from pipelines import store
 from pipelines import synthstore as SS
+from pipelines.httpload import HttpPool
 
 READY_TIMEOUT_S = 900.0
 ROUNDS = 4  # full/baseline blocks alternate this many times
@@ -77,6 +85,19 @@ def proc_status_mb(pid: int) -> dict[str, float]:
     except FileNotFoundError:
         pass
     return out
+
+
+_CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def proc_cpu_s(pid: int) -> float:
+    """CPU seconds (utime + stime, all threads) ``pid`` has used so far, from /proc/<pid>/stat; 0.0 if gone."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0
+    fields = raw[raw.rindex(")") + 2:].split()  # comm may contain spaces; fields after it start at #3 (state)
+    return (int(fields[11]) + int(fields[12])) / _CLK_TCK  # #14 utime, #15 stime
 
 
 @dataclass
@@ -143,6 +164,8 @@ class Tally:
     errors: int = 0
     wall_s: float = 0.0
     error_samples: list[str] = field(default_factory=list)
+    client_cpu_s: float = 0.0  # this process's CPU over the measured blocks
+    server_cpu_s: float | None = None  # the service's CPU over the measured blocks (None: pid unknown)
 
     def summary(self) -> dict[str, Any]:
         lat = np.asarray(self.latencies_ms, dtype=np.float64)
@@ -152,17 +175,45 @@ class Tally:
             "p50_ms": pct(50), "p95_ms": pct(95), "p99_ms": pct(99),
             "qps": round(len(lat) / self.wall_s, 2) if self.wall_s > 0 else 0.0,
             "errors": int(self.errors), "requests": int(n),
+            "client_cpu_ms_per_request": round(self.client_cpu_s * 1000 / n, 3) if n else None,
+            "server_cpu_ms_per_request": (round(self.server_cpu_s * 1000 / n, 3)
+                                          if n and self.server_cpu_s is not None else None),
             **({"error_samples": self.error_samples[:5]} if self.error_samples else {}),
         }
 
 
-async def _one(client, url: str, body: dict[str, Any], tally: Tally) -> None:
+class _CpuMeter:
+    """Adds this process's and the service's CPU seconds spent inside a ``with`` block to a Tally."""
+
+    def __init__(self, *, tally: Tally, server_pid: int | None) -> None:
+        self.tally, self.server_pid = tally, server_pid
+
+    def __enter__(self) -> Self:
+        self.c0 = time.process_time()
+        self.s0 = proc_cpu_s(self.server_pid) if self.server_pid is not None else 0.0
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.tally.client_cpu_s += time.process_time() - self.c0
+        if self.server_pid is not None:
+            self.tally.server_cpu_s = (self.tally.server_cpu_s or 0.0) + proc_cpu_s(self.server_pid) - self.s0
+
+
+def _results_ok(status: int, data: bytes) -> bool:
+    """Status 200 and a JSON object whose ``results`` is a list."""
+    if status != 200:
+        return False
+    doc = msgspec.json.decode(data)
+    return isinstance(doc, dict) and isinstance(doc.get("results"), list)
+
+
+async def _one(client: HttpPool, path: str, body: dict[str, Any], tally: Tally) -> None:
     t = time.perf_counter()
     try:
-        r = await client.post(url, json=body)
-        ok = r.status_code == 200 and isinstance(r.json().get("results"), list)
+        status, data = await client.post_json(path, body)
+        ok = _results_ok(status, data)
         if not ok and len(tally.error_samples) < 5:
-            tally.error_samples.append(f"{r.status_code}: {r.text[:200]}")
+            tally.error_samples.append(f"{status}: {data[:200].decode('utf-8', 'replace')}")
     except Exception as exc:  # noqa: BLE001 — every failure counts as an error
         ok = False
         if len(tally.error_samples) < 5:
@@ -173,40 +224,42 @@ async def _one(client, url: str, body: dict[str, Any], tally: Tally) -> None:
         tally.errors += 1
 
 
-async def run_block(*, client, base_url: str, queries: list[str], mode: str, concurrency: int, tally: Tally) -> None:
+async def run_block(*, client: HttpPool, queries: list[str], mode: str, concurrency: int, tally: Tally) -> None:
     """Send ``queries`` in ``mode`` with ``concurrency`` in flight; add latencies and wall time to ``tally``."""
     it = iter(queries)
-    url = f"{base_url}/recommend"
 
     async def worker() -> None:
         for q in it:
-            await _one(client, url, {"query": q, "top_k": TOP_K, "mode": mode}, tally)
+            await _one(client, "/recommend", {"query": q, "top_k": TOP_K, "mode": mode}, tally)
 
     t = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(max(1, concurrency))))
     tally.wall_s += time.perf_counter() - t
 
 
-async def measure(*, base_url: str, queries: list[str], concurrency: int, progress: bool) -> dict[str, Tally]:
-    """Warm-up, then ROUNDS alternating full/baseline blocks over the same query texts."""
-    import httpx
+async def measure(
+    *, base_url: str, queries: list[str], concurrency: int, progress: bool, server_pid: int | None = None,
+) -> dict[str, Tally]:
+    """Warm-up, then ROUNDS alternating full/baseline blocks over the same query texts.
+
+    With ``server_pid``, each mode's Tally also gets the service's CPU seconds over its blocks.
+    """
     from tqdm import tqdm
 
-    limits = httpx.Limits(max_connections=concurrency + 4, max_keepalive_connections=concurrency + 4)
     tallies = {"full": Tally(), "baseline": Tally()}
-    async with httpx.AsyncClient(timeout=60.0, limits=limits) as client:
+    async with HttpPool(base_url=base_url, size=max(1, concurrency), timeout_s=60.0) as client:
         warm = Tally()
         for mode in ("full", "baseline"):
-            await run_block(client=client, base_url=base_url, queries=queries[-WARMUP:], mode=mode,
-                            concurrency=concurrency, tally=warm)
+            await run_block(client=client, queries=queries[-WARMUP:], mode=mode, concurrency=concurrency, tally=warm)
         blocks = np.array_split(np.arange(len(queries)), ROUNDS)
         bar = tqdm(total=2 * len(queries), desc="bench requests", disable=not progress)
         for r, block in enumerate(blocks):
             order = ("full", "baseline") if r % 2 == 0 else ("baseline", "full")
             for mode in order:
                 qs = [queries[i] for i in block]
-                await run_block(client=client, base_url=base_url, queries=qs, mode=mode,
-                                concurrency=concurrency, tally=tallies[mode])
+                with _CpuMeter(tally=tallies[mode], server_pid=server_pid):
+                    await run_block(client=client, queries=qs, mode=mode, concurrency=concurrency,
+                                    tally=tallies[mode])
                 bar.update(len(qs))
         bar.close()
     return tallies
@@ -237,26 +290,37 @@ def switch_current(*, store_root: Path, version: str) -> None:
 
 async def soak(
     *, base_url: str, queries: list[str], clients: int, seconds: float, store_root: Path | None, progress: bool,
+    server_pid: int | None = None,
 ) -> dict[str, Any]:
-    """``clients`` concurrent clients for ``seconds``; with ``store_root``, hot-swap a new version at half time."""
-    import httpx
+    """``clients`` concurrent clients for ``seconds``; with ``store_root``, hot-swap a new version at half time.
 
+    With ``server_pid``, the summary's CPU figures include the service's CPU over the whole soak.
+    """
     tally = Tally()
     stop_at = time.perf_counter() + seconds
     swap: dict[str, Any] = {}
-    limits = httpx.Limits(max_connections=clients + 4, max_keepalive_connections=clients + 4)
-    async with httpx.AsyncClient(timeout=120.0, limits=limits) as client:
-        url = f"{base_url}/recommend"
+
+    async def health_version(pool: HttpPool) -> str | None:
+        status, data = await pool.get("/health")
+        doc = msgspec.json.decode(data) if status == 200 else None
+        return doc.get("store_version") if isinstance(doc, dict) else None
+
+    # One extra connection so /health polls never queue behind the recommendation clients.
+    async with HttpPool(base_url=base_url, size=clients + 1, timeout_s=120.0) as client:
 
         async def worker(i: int) -> None:
             j = i
             while time.perf_counter() < stop_at:
-                await _one(client, url, {"query": queries[j % len(queries)], "top_k": TOP_K, "mode": "full"}, tally)
+                await _one(client, "/recommend",
+                           {"query": queries[j % len(queries)], "top_k": TOP_K, "mode": "full"}, tally)
                 j += clients
 
         async def swapper() -> None:
             await asyncio.sleep(seconds / 2)
-            old = (await client.get(f"{base_url}/health")).json().get("store_version")
+            old = await health_version(client)
+            if old is None:
+                swap.update(error="could not read store_version from /health")
+                return
             new = f"{old}-swap{int(time.time())}"
             await asyncio.to_thread(hardlink_version, store_root=store_root, source_version=old, new_version=new)
             t = time.perf_counter()
@@ -265,7 +329,7 @@ async def soak(
             while time.perf_counter() < stop_at:
                 await asyncio.sleep(0.25)
                 try:
-                    if (await client.get(f"{base_url}/health")).json().get("store_version") == new:
+                    if await health_version(client) == new:
                         swap["seen_after_s"] = round(time.perf_counter() - t, 2)
                         return
                 except Exception:  # noqa: BLE001
@@ -273,7 +337,8 @@ async def soak(
 
         t0 = time.perf_counter()
         jobs = [worker(i) for i in range(clients)] + ([swapper()] if store_root is not None else [])
-        await asyncio.gather(*jobs)
+        with _CpuMeter(tally=tally, server_pid=server_pid):
+            await asyncio.gather(*jobs)
         tally.wall_s = time.perf_counter() - t0
     out = {"seconds": seconds, "clients": clients, **tally.summary()}
     if store_root is not None:
@@ -318,13 +383,14 @@ def run_benchmark(
     svc = start_service(home=root.parent, log_path=out_dir / "service.log", env=service_env)
     try:
         ready = proc_status_mb(svc.proc.pid)
-        tallies = asyncio.run(measure(base_url=svc.base_url, queries=texts, concurrency=concurrency, progress=progress))
+        tallies = asyncio.run(measure(base_url=svc.base_url, queries=texts, concurrency=concurrency,
+                                      progress=progress, server_pid=svc.proc.pid))
         status = proc_status_mb(svc.proc.pid)
         load = None
         if load_seconds > 0:
             load = asyncio.run(soak(base_url=svc.base_url, queries=real_queries(count=5000, seed=seed + 1),
                                     clients=clients, seconds=load_seconds, store_root=root if swap else None,
-                                    progress=progress))
+                                    progress=progress, server_pid=svc.proc.pid))
             status_after = proc_status_mb(svc.proc.pid)
             load["rss_mb"] = round(status_after.get("VmHWM", 0.0), 1)
     finally:
