@@ -19,6 +19,7 @@ from pipelines.queryencoder import (
     QueryEncoder,
     bf16_supported,
     default_precision,
+    onnx_available,
     parse_precision,
     query_encoder_from_env,
 )
@@ -65,6 +66,20 @@ def test_fp32_direct_matches_embed_texts(encoders, varied_texts) -> None:
     assert cos.min() > 0.9999, cos
     singles = np.vstack([enc([t]) for t in varied_texts[:5]])  # per-text padding changes nothing
     assert np.allclose(singles, got[:5], atol=1e-5)
+
+
+def test_onnx_runtime_matches_embed_texts(encoders, varied_texts) -> None:
+    # The exported graph is the same fp32 model: exact to float rounding, padded batches included
+    # (the dynamic batch/sequence axes), and truncation at 256 word pieces the same.
+    enc = encoders["onnx"]
+    ref = embed_texts(varied_texts)
+    got = enc(varied_texts)
+    assert got.dtype == np.float32 and got.shape == (len(varied_texts), EMBEDDING_DIM)
+    cos = (ref * got).sum(1)
+    assert cos.min() > 0.99999, cos
+    singles = np.vstack([enc([t]) for t in varied_texts])
+    assert np.allclose(singles, got, atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
 
 
 @pytest.mark.parametrize("precision", PRECISIONS)
@@ -129,7 +144,8 @@ def test_env_parsing() -> None:
     assert parse_precision(value=" FP32 ") == "fp32"
     assert parse_precision(value="bf16") == "bf16"
     assert parse_precision(value=None) == parse_precision(value="") == default_precision()
-    assert default_precision() == ("bf16" if bf16_supported() else "fp32")
+    assert parse_precision(value="ONNX") == "onnx"
+    assert default_precision() == ("onnx" if onnx_available() else "bf16" if bf16_supported() else "fp32")
     for bad in ("fp16", "int4", "yes"):
         with pytest.raises(ValueError, match=ENV_VAR):
             parse_precision(value=bad)
