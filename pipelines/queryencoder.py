@@ -5,12 +5,11 @@
 L2 normalisation) directly on the model's own modules, at one of three precisions, or through ONNX Runtime — each derived at load time from the shipped
 fp32 weights (nothing is downloaded):
 
-- ``onnx`` (the default when ``onnxruntime`` is installed): the same fp32 graph exported once per
-  process with ``torch.onnx.export`` (dynamic batch and sequence axes) and run by ONNX Runtime on
-  one thread. Exact (cosine to ``embed_texts`` ≥ 0.99999) and the cheapest for the one- or
-  two-query batches a service sees: measured on the serving box, one query 3.9 ms vs 9.0 ms for
-  ``bf16`` torch and ~12–15 ms for fp32 torch; batches of 8 cost about the same per query as
-  ``bf16`` (ORT's fp32 kernels gain little from batching).
+- ``onnx`` (the default when ``onnxruntime`` is installed): :class:`pipelines.onnxencoder.OnnxQueryEncoder`,
+  the same fp32 graph exported once into a file cache and run by ONNX Runtime without torch in
+  the serving process. Exact (cosine to ``embed_texts`` ≥ 0.99999) and the cheapest for the one-
+  or two-query batches a service sees: one query 3.9 ms vs 9.0 ms for ``bf16`` torch and ~12–15 ms
+  for fp32 torch; batches of 8 cost about the same per query as ``bf16``.
 
 - ``fp32``: exact (cosine to ``embed_texts`` ≥ 0.99999); saves only the ``encode`` overhead.
 - ``bf16``: the transformer's weights cast to bfloat16 (pooling and normalisation stay fp32).
@@ -38,6 +37,7 @@ import os
 import threading
 import warnings
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Literal, get_args
 
 import numpy as np
@@ -46,6 +46,7 @@ from pipelines.embedding import EMBEDDING_DIM, load_encoder
 
 Precision = Literal["onnx", "fp32", "bf16", "int8"]
 PRECISIONS: tuple[str, ...] = get_args(Precision)
+TORCH_PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "int8")  # what QueryEncoder itself runs
 ENV_VAR = "MOODSCAPE_QUERY_ENCODER"
 
 
@@ -129,9 +130,9 @@ class QueryEncoder:
         """``precision``: "fp32" (exact), "bf16" (near-exact) or "int8" (lossy; see module doc).
         ``batch_size``: texts per forward pass for long inputs. ``model``: a loaded
         SentenceTransformer (default: :func:`pipelines.embedding.load_encoder`)."""
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-        self._session = None
+        if precision not in TORCH_PRECISIONS:
+            raise ValueError(f"precision must be one of {TORCH_PRECISIONS}, got {precision!r} "
+                             "(onnx: pipelines.onnxencoder.OnnxQueryEncoder)")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         model = model if model is not None else load_encoder()
@@ -143,10 +144,7 @@ class QueryEncoder:
         self._tokenizer = copy.deepcopy(transformer.tokenizer)
         self._tokenizer_lock = threading.Lock()
         net = transformer.auto_model.eval()
-        if precision == "onnx":
-            self._session = _onnx_session(net=net, tokenizer=self._tokenizer)
-            self._net = None
-        elif precision == "int8":
+        if precision == "int8":
             self._net = quantize_int8(module=net)
         elif precision == "bf16":
             self._net = cast_bf16(module=net)
@@ -174,12 +172,6 @@ class QueryEncoder:
         """(len(texts), 384) float32 unit rows for one forward pass."""
         import torch
 
-        if self._session is not None:
-            with self._tokenizer_lock:
-                enc = self._tokenizer(list(texts), padding=True, truncation="longest_first",
-                                      max_length=self.max_seq_length, return_tensors="np")
-            feeds = {name: np.asarray(enc[name], dtype=np.int64) for name in _ONNX_INPUTS}
-            return np.asarray(self._session.run(None, feeds)[0], dtype=np.float32)
         features = self.tokenize(texts)
         with torch.inference_mode():
             hidden = self._net(**features, return_dict=True).last_hidden_state.float()  # (n, t, 384)
@@ -207,49 +199,6 @@ class QueryEncoder:
         return out
 
 
-_ONNX_INPUTS = ("input_ids", "token_type_ids", "attention_mask")
-
-
-def _onnx_session(*, net, tokenizer):
-    """An ONNX Runtime session (one thread) over ``net`` + masked mean pooling + L2 normalisation.
-
-    The graph is exported in memory from the loaded fp32 weights with dynamic batch and sequence
-    axes; the session runs ORT's own graph optimisations (fused LayerNorm/GELU) at load.
-    """
-    import io
-
-    import onnxruntime as ort
-    import torch
-
-    class _Pooled(torch.nn.Module):
-        def __init__(self, inner) -> None:
-            super().__init__()
-            self.inner = inner
-
-        def forward(self, input_ids, token_type_ids, attention_mask):
-            hidden = self.inner(input_ids=input_ids, token_type_ids=token_type_ids,
-                                attention_mask=attention_mask).last_hidden_state
-            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * mask).sum(dim=1) / torch.clamp(mask.sum(dim=1), min=1e-9)
-            return torch.nn.functional.normalize(pooled, p=2, dim=1)
-
-    sample = tokenizer(["an example query"], return_tensors="pt")
-    buf = io.BytesIO()
-    axes = {name: {0: "batch", 1: "tokens"} for name in _ONNX_INPUTS}
-    with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
-        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer notes
-        torch.onnx.export(
-            _Pooled(net), tuple(sample[name] for name in _ONNX_INPUTS), buf,
-            input_names=list(_ONNX_INPUTS), output_names=["embedding"],
-            dynamic_axes={**axes, "embedding": {0: "batch"}}, opset_version=17, dynamo=False,
-        )
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    return ort.InferenceSession(buf.getvalue(), options, providers=["CPUExecutionProvider"])
-
-
 def parse_precision(*, value: str | None) -> Precision:
     """``MOODSCAPE_QUERY_ENCODER`` value → precision ("fp32" | "bf16" | "int8", case- and
     space-insensitive); unset or empty → :func:`default_precision`. ``ValueError`` otherwise."""
@@ -261,9 +210,16 @@ def parse_precision(*, value: str | None) -> Precision:
     return cleaned  # type: ignore[return-value]
 
 
-def query_encoder_from_env(*, environ: Mapping[str, str] | None = None, model=None) -> QueryEncoder:
-    """The serving query encoder chosen by ``MOODSCAPE_QUERY_ENCODER`` (``fp32`` | ``bf16`` | ``int8``;
-    default :func:`default_precision`). ``environ`` defaults to ``os.environ``; ``model`` as in
-    ``QueryEncoder``."""
+def query_encoder_from_env(*, environ: Mapping[str, str] | None = None, model=None, cache_dir: Path | None = None):
+    """The serving query encoder chosen by ``MOODSCAPE_QUERY_ENCODER`` (``onnx`` | ``fp32`` | ``bf16``
+    | ``int8``; default :func:`default_precision`). ``environ`` defaults to ``os.environ``;
+    ``model`` as in ``QueryEncoder``; ``cache_dir`` holds the exported ONNX graph (default
+    :func:`pipelines.onnxencoder.default_cache_dir`). ``onnx`` never imports torch in this process."""
     env = os.environ if environ is None else environ
-    return QueryEncoder(precision=parse_precision(value=env.get(ENV_VAR)), model=model)
+    precision = parse_precision(value=env.get(ENV_VAR))
+    if precision == "onnx":
+        from pipelines import onnxencoder
+
+        folder = Path(cache_dir) if cache_dir is not None else onnxencoder.default_cache_dir(environ=env)
+        return onnxencoder.OnnxQueryEncoder(model_path=onnxencoder.ensure_onnx(cache_dir=folder))
+    return QueryEncoder(precision=precision, model=model)

@@ -1,7 +1,10 @@
 """QueryEncoder: the direct fp32 path reproduces ``embed_texts``; bf16 is near-exact; int8 is a
 bounded approximation; the env factory parses strictly. Real Deezer / EmoBank texts."""
 
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -13,9 +16,11 @@ from pipelines.embedding import (
     embed_texts,
     load_encoder,
 )
+from pipelines.onnxencoder import OnnxQueryEncoder, ensure_onnx
 from pipelines.queryencoder import (
     ENV_VAR,
     PRECISIONS,
+    TORCH_PRECISIONS,
     QueryEncoder,
     bf16_supported,
     default_precision,
@@ -23,6 +28,7 @@ from pipelines.queryencoder import (
     parse_precision,
     query_encoder_from_env,
 )
+from pipelines.store import REPO_ROOT
 from tests.conftest import open_file
 
 N_QUERIES = 60
@@ -46,10 +52,18 @@ def varied_texts(queries: list[str]) -> list[str]:
     return picks + queries[:10] + [" ".join(queries)]
 
 
+@pytest.fixture(scope="session")
+def onnx_cache(request) -> Path:
+    """The exported graph's cache, kept between runs (the export takes ~10 s in a child process)."""
+    return Path(request.config.cache.mkdir("moodscape_onnx_encoder"))
+
+
 @pytest.fixture(scope="module")
-def encoders() -> dict[str, QueryEncoder]:
+def encoders(onnx_cache: Path) -> dict:
     model = load_encoder()
-    return {p: QueryEncoder(precision=p, model=model) for p in PRECISIONS}
+    out = {p: QueryEncoder(precision=p, model=model) for p in TORCH_PRECISIONS}
+    out["onnx"] = OnnxQueryEncoder(model_path=ensure_onnx(cache_dir=onnx_cache))
+    return out
 
 
 def test_fp32_direct_matches_embed_texts(encoders, varied_texts) -> None:
@@ -80,6 +94,26 @@ def test_onnx_runtime_matches_embed_texts(encoders, varied_texts) -> None:
     singles = np.vstack([enc([t]) for t in varied_texts])
     assert np.allclose(singles, got, atol=1e-5)
     np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
+    # the Rust tokenizer configured by hand gives the ids sentence-transformers' tokenizer gives
+    ids = enc.tokenize(varied_texts)
+    ref_ids = encoders["fp32"].tokenize(varied_texts)
+    for name in ("input_ids", "token_type_ids", "attention_mask"):
+        np.testing.assert_array_equal(ids[name], ref_ids[name].numpy(), err_msg=name)
+
+
+def test_onnx_serving_encoder_never_imports_torch(onnx_cache: Path) -> None:
+    # The service's encoder and app modules load without torch (its ~660 MB stay out of the RSS).
+    code = (
+        "import sys\n"
+        "from pipelines.queryencoder import query_encoder_from_env\n"
+        "import serving.app\n"
+        f"enc = query_encoder_from_env(environ={{'MOODSCAPE_QUERY_ENCODER': 'onnx'}}, cache_dir={str(onnx_cache)!r})\n"
+        "assert enc(['sad piano at night']).shape == (1, 384)\n"
+        "print('torch' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=str(REPO_ROOT), timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "False"
 
 
 @pytest.mark.parametrize("precision", PRECISIONS)
@@ -151,11 +185,12 @@ def test_env_parsing() -> None:
             parse_precision(value=bad)
 
 
-def test_env_factory() -> None:
+def test_env_factory(onnx_cache: Path) -> None:
     model = load_encoder()
     assert query_encoder_from_env(environ={ENV_VAR: "fp32"}, model=model).precision == "fp32"
-    assert query_encoder_from_env(environ={}, model=model).precision == default_precision()
+    assert query_encoder_from_env(environ={}, model=model, cache_dir=onnx_cache).precision == default_precision()
     with pytest.raises(ValueError, match="int8"):
         query_encoder_from_env(environ={ENV_VAR: "int-8"}, model=model)
-    with pytest.raises(ValueError, match="precision"):
-        QueryEncoder(precision="fp64", model=model)  # type: ignore[arg-type]
+    for bad in ("fp64", "onnx"):  # onnx is OnnxQueryEncoder's job
+        with pytest.raises(ValueError, match="precision"):
+            QueryEncoder(precision=bad, model=model)  # type: ignore[arg-type]
