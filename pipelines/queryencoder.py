@@ -33,7 +33,9 @@ deprecation warnings are silenced at load time.
 """
 
 import copy
+import logging
 import os
+import subprocess
 import threading
 import warnings
 from collections.abc import Mapping, Sequence
@@ -43,6 +45,8 @@ from typing import Literal, get_args
 import numpy as np
 
 from pipelines.embedding import EMBEDDING_DIM, load_encoder
+
+log = logging.getLogger(__name__)
 
 Precision = Literal["onnx", "fp32", "bf16", "int8"]
 PRECISIONS: tuple[str, ...] = get_args(Precision)
@@ -216,10 +220,18 @@ def query_encoder_from_env(*, environ: Mapping[str, str] | None = None, model=No
     ``model`` as in ``QueryEncoder``; ``cache_dir`` holds the exported ONNX graph (default
     :func:`pipelines.onnxencoder.default_cache_dir`). ``onnx`` never imports torch in this process."""
     env = os.environ if environ is None else environ
-    precision = parse_precision(value=env.get(ENV_VAR))
+    requested = env.get(ENV_VAR)
+    precision = parse_precision(value=requested)
     if precision == "onnx":
         from pipelines import onnxencoder
 
         folder = Path(cache_dir) if cache_dir is not None else onnxencoder.default_cache_dir(environ=env)
-        return onnxencoder.OnnxQueryEncoder(model_path=onnxencoder.ensure_onnx(cache_dir=folder))
+        try:
+            return onnxencoder.OnnxQueryEncoder(model_path=onnxencoder.ensure_onnx(cache_dir=folder))
+        except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
+            if requested and requested.strip():
+                raise  # asked for explicitly: fail loudly
+            # The default only: keep serving with the torch encoder rather than not at all.
+            precision = "bf16" if bf16_supported() else "fp32"
+            log.warning("ONNX query encoder unavailable (%s); using torch %s", exc, precision)
     return QueryEncoder(precision=precision, model=model)

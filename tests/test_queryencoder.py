@@ -194,3 +194,17 @@ def test_env_factory(onnx_cache: Path) -> None:
     for bad in ("fp64", "onnx"):  # onnx is OnnxQueryEncoder's job
         with pytest.raises(ValueError, match="precision"):
             QueryEncoder(precision=bad, model=model)  # type: ignore[arg-type]
+
+
+def test_default_falls_back_to_torch_when_the_export_fails(tmp_path: Path, monkeypatch) -> None:
+    # An unwritable cache (a file where the folder should be) makes the export fail: the default
+    # keeps serving on torch, an explicit request for onnx fails loudly.
+    from pipelines import queryencoder
+
+    blocked = tmp_path / "not-a-dir"
+    blocked.write_text("x")
+    monkeypatch.setattr(queryencoder, "default_precision", lambda: "onnx")
+    enc = query_encoder_from_env(environ={}, model=load_encoder(), cache_dir=blocked / "sub")
+    assert enc.precision in ("bf16", "fp32")
+    with pytest.raises((RuntimeError, OSError)):
+        query_encoder_from_env(environ={ENV_VAR: "onnx"}, cache_dir=blocked / "sub")
