@@ -57,7 +57,7 @@ def cmd_materialize(args: argparse.Namespace) -> int:
 
 
 def _configure_serving_threads() -> int:
-    """Intra-op threads for torch and FAISS in the service (``MOODSCAPE_SERVE_THREADS``, default 1).
+    """Intra-op threads for the query encoder and FAISS in the service (``MOODSCAPE_SERVE_THREADS``, default 1).
 
     The service parallelises across requests (a thread per request plus the batching query
     encoder); letting each model call and each one-query search also spawn a thread per core
@@ -69,10 +69,12 @@ def _configure_serving_threads() -> int:
     # inherit omp_set_num_threads: set the environment before faiss/torch are first imported.
     os.environ["OMP_NUM_THREADS"] = str(threads)
     import faiss
-    import torch
 
-    torch.set_num_threads(threads)
     faiss.omp_set_num_threads(threads)
+    # torch is not imported here: the default (ONNX) query encoder serves without it, and if a
+    # torch encoder is chosen, torch sizes its pool from OMP_NUM_THREADS when first imported.
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
     return threads
 
 

@@ -227,7 +227,8 @@ def query_encoder_from_env(*, environ: Mapping[str, str] | None = None, model=No
 
         folder = Path(cache_dir) if cache_dir is not None else onnxencoder.default_cache_dir(environ=env)
         try:
-            return onnxencoder.OnnxQueryEncoder(model_path=onnxencoder.ensure_onnx(cache_dir=folder))
+            threads = max(1, int(env.get("MOODSCAPE_SERVE_THREADS") or 1))
+            return onnxencoder.OnnxQueryEncoder(model_path=onnxencoder.ensure_onnx(cache_dir=folder), threads=threads)
         except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
             if requested and requested.strip():
                 raise  # asked for explicitly: fail loudly
