@@ -1,6 +1,7 @@
 #!/usr/bin/env python
-"""Compare query encoders — ``embed_texts`` (sentence-transformers), direct fp32 / bf16 / int8 — on
-real query texts: CPU and wall ms per call (1, 4, 8 texts) and bf16/int8-vs-fp32 quality.
+"""Compare query encoders — ``embed_texts`` (sentence-transformers), direct fp32 / bf16 / int8 torch
+and the ONNX Runtime graph — on real query texts: CPU and wall ms per call (1, 4, 8 texts) and
+each one's quality against direct fp32.
 
     OMP_NUM_THREADS=1 python scripts/compare_query_encoders.py [--n 400] [--store DIR] > out.json
 
@@ -118,8 +119,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     t2 = time.perf_counter()
     bf16 = QueryEncoder(precision="bf16", model=model)
     t3 = time.perf_counter()
+    from pipelines.onnxencoder import OnnxQueryEncoder, default_cache_dir, ensure_onnx
+
+    onnx = OnnxQueryEncoder(model_path=ensure_onnx(cache_dir=default_cache_dir()))
+    t4 = time.perf_counter()
     encoders: dict[str, Encoder] = {
-        "embed_texts": embed_texts, "direct_fp32": fp32, "direct_bf16": bf16, "direct_int8": int8,
+        "embed_texts": embed_texts, "direct_fp32": fp32, "direct_bf16": bf16, "direct_int8": int8, "onnx": onnx,
     }
 
     report: dict = {
@@ -129,7 +134,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "machine": platform.machine(),
         "n_texts": {k: len(v) for k, v in queries.items()},
         "bf16_native": bf16_supported(),
-        "load_s": {"direct_fp32": round(t1 - t0, 3), "direct_int8": round(t2 - t1, 3), "direct_bf16": round(t3 - t2, 3)},
+        "load_s": {"direct_fp32": round(t1 - t0, 3), "direct_int8": round(t2 - t1, 3), "direct_bf16": round(t3 - t2, 3),
+                   "onnx": round(t4 - t3, 3)},
         "timing": {},
     }
     timing_texts = queries["deezer"]
@@ -156,7 +162,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             mood_model = QueryMoodModel.load(Path(version_dir) / "query_mood.joblib")
             p32 = mood_model.predict(all_texts, embeddings=v32)
     d = len(queries["deezer"])
-    for label, enc in (("bf16", bf16), ("int8", int8)):
+    for label, enc in (("onnx", onnx), ("bf16", bf16), ("int8", int8)):
         vq = enc(all_texts)
         q: dict = {"norm_max_dev": float(np.abs(np.linalg.norm(vq, axis=1) - 1).max())}
         offset = 0
