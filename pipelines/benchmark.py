@@ -129,8 +129,12 @@ class Service:
                 self.proc.wait()
 
 
-def start_service(*, home: Path, log_path: Path, env: dict[str, str] | None = None) -> Service:
-    """Start the real service on loopback over ``<home>/store`` and wait for /health."""
+def start_service(*, home: Path, log_path: Path, env: dict[str, str] | None = None, cwd: Path | None = None) -> Service:
+    """Start the real service on loopback over ``<home>/store`` and wait for /health.
+
+    ``cwd``: the checkout whose ``moodscape serve`` runs (default this one; give ``PYTHONPATH`` in
+    ``env`` too when it is another).
+    """
     import httpx
 
     port = _free_port()
@@ -139,7 +143,7 @@ def start_service(*, home: Path, log_path: Path, env: dict[str, str] | None = No
     log = open(log_path, "wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "moodscape.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
-        env=full_env, stdout=log, stderr=subprocess.STDOUT, cwd=str(store.REPO_ROOT), start_new_session=True,
+        env=full_env, stdout=log, stderr=subprocess.STDOUT, cwd=str(cwd or store.REPO_ROOT), start_new_session=True,
     )
     svc = Service(proc=proc, base_url=f"http://127.0.0.1:{port}", log_path=log_path)
     svc.sample_rss()

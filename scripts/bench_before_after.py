@@ -20,7 +20,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -43,28 +42,7 @@ def ensure_store(*, checkout: Path, tracks: int, cache: Path, work: Path) -> Pat
 
 def serve(*, checkout: Path, root: Path, log: Path) -> B.Service:
     """``moodscape serve`` from ``checkout`` over ``root`` (response cache off), ready."""
-    import httpx
-
-    port = B._free_port()
-    env = {**os.environ, "MOODSCAPE_HOME": str(root.parent), "MOODSCAPE_CACHE_SIZE": "0",
-           "PYTHONPATH": str(checkout)}
-    proc = subprocess.Popen([sys.executable, "-m", "moodscape.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
-                            cwd=checkout, env=env, stdout=open(log, "wb"), stderr=subprocess.STDOUT,
-                            start_new_session=True)
-    svc = B.Service(proc=proc, base_url=f"http://127.0.0.1:{port}", log_path=log)
-    svc.sample_rss()
-    deadline = time.monotonic() + B.READY_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"service exited; see {log}")
-        try:
-            if httpx.get(f"{svc.base_url}/health", timeout=2.0).status_code == 200:
-                return svc
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    svc.stop()
-    raise TimeoutError(f"service not ready; see {log}")
+    return B.start_service(home=root.parent, log_path=log, env={"PYTHONPATH": str(checkout)}, cwd=checkout)
 
 
 def measure_side(*, checkout: Path, root: Path, concurrency: list[int], queries: list[str], log: Path) -> dict:

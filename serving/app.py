@@ -222,8 +222,8 @@ def create_app(
     ``cache`` defaults to :meth:`ResponseCache.from_env`.
     """
     # Concurrent requests share model forward passes (see BatchingEncoder); one per app. The model
-    # runs at MOODSCAPE_QUERY_ENCODER precision (pipelines.queryencoder: bf16 where the CPU has
-    # native bf16, else fp32); a bad value fails here, at startup.
+    # runs as MOODSCAPE_QUERY_ENCODER says (pipelines.queryencoder: ONNX Runtime by default, torch
+    # bf16/fp32 otherwise); a bad value fails here, at startup.
     encoder = None
     if recommender_factory is None:
         from pipelines.queryencoder import query_encoder_from_env
