@@ -35,7 +35,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -229,6 +229,16 @@ class ScoreBreakdown:
     text_decoded: np.ndarray | None = None  # …(c,) bool: the rows of text_vectors decoded so far (None = all)
 
 
+def _run_now(fn: Callable[..., Any], *args: Any) -> Future:
+    """``fn(*args)`` in this thread, as a completed Future (the pool-less retrieval path)."""
+    fut: Future = Future()
+    try:
+        fut.set_result(fn(*args))
+    except Exception as exc:  # noqa: BLE001 - re-raised by .result(), as from a pool
+        fut.set_exception(exc)
+    return fut
+
+
 def _aligned(*, cand: np.ndarray, ids: np.ndarray, values: np.ndarray) -> np.ndarray:
     """(c,) float32: ``values[j]`` at the position of ``ids[j]`` in the sorted ``cand``, NaN elsewhere."""
     out = np.full(len(cand), np.nan, np.float32)
@@ -408,10 +418,13 @@ class Recommender:
         self._ids_sorted = ids.gather(self._id_order)
         self._duck = duckdb.connect()
         self._duck_lock = threading.Lock()
-        self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="retrieval")
+        # max_workers=0: the three searches run one after another in the request's own thread
+        # (no hand-offs; under full load that is cheaper, idle it is slower).
+        self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="retrieval") if max_workers > 0 else None
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True)
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
         self._duck.close()
 
     def rows_of(self, track_ids: Sequence[str]) -> np.ndarray:
@@ -610,8 +623,9 @@ class Recommender:
         seeds = np.zeros(0, np.int64) if seed_rows is None else np.asarray(seed_rows, np.int64)
         k = RETRIEVAL_K + len(seeds)  # the seeds themselves are likely hits: keep k useful results
         target = np.array([[qu.valence, qu.arousal]], dtype=np.float32)
-        text_f = self._pool.submit(self._search, b.text_index, qu.embedding[None, :], k, allow, b.text_pos)
-        mood_f = self._pool.submit(self._search, b.mood_index, target, k, allow, b.mood_pos)
+        submit = self._pool.submit if self._pool is not None else _run_now
+        text_f = submit(self._search, b.text_index, qu.embedding[None, :], k, allow, b.text_pos)
+        mood_f = submit(self._search, b.mood_index, target, k, allow, b.mood_pos)
         seed_audio = self.seed_audio_vector(seeds)
 
         def audio_job() -> tuple[tuple[np.ndarray, np.ndarray], np.ndarray | None, str]:
@@ -624,7 +638,7 @@ class Recommender:
                 return (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)), None, source
             return self._search(b.audio_index, qa[None, :], k, allow, b.audio_pos), qa, source
 
-        (audio_ids, audio_scores), qa, source = self._pool.submit(audio_job).result()
+        (audio_ids, audio_scores), qa, source = submit(audio_job).result()
         text_ids, text_scores = text_f.result()
         lists = [text_ids, mood_f.result()[0], audio_ids]
         ids = np.concatenate(lists).astype(np.int64)

@@ -10,6 +10,7 @@ before CURRENT is switched); it never opens a DuckDB file that Dagster writes.
 """
 
 import logging
+import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -229,7 +230,11 @@ def create_app(
         from pipelines.queryencoder import query_encoder_from_env
 
         encoder = BatchingEncoder(encode=query_encoder_from_env())
-    factory = recommender_factory or (lambda bundle: ranking.Recommender(bundle, encoder=encoder))
+    # MOODSCAPE_RETRIEVAL_THREADS: threads running one request's three index searches (0: inline).
+    retrieval_threads = max(0, int(os.environ.get("MOODSCAPE_RETRIEVAL_THREADS", "3")))
+    factory = recommender_factory or (
+        lambda bundle: ranking.Recommender(bundle, encoder=encoder, max_workers=retrieval_threads)
+    )
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:

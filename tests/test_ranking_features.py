@@ -391,3 +391,17 @@ def test_search_scores_reused_in_scoring_equal_decoding_every_candidate(rec, que
                    text_decoded=reused.text_decoded)
     b = rec.rerank(cand=got.cand, scores=decoded.total, k=10, text_vectors=decoded.text_vectors)
     np.testing.assert_array_equal(a, b)
+
+
+def test_inline_retrieval_gives_the_pooled_results(rec, bundle_dir, mood_adapter) -> None:
+    """max_workers=0 runs the three searches in the request thread: same results, errors still raised."""
+    inline = ranking.Recommender(B.load_bundle(bundle_dir), query_mood=mood_adapter, max_workers=0)
+    try:
+        for query in ("sad piano at night", "upbeat morning workout", "rock guitar solo"):
+            req = ranking.RecommendRequest(query=query, top_k=10)
+            assert _ids(inline.recommend(req)) == _ids(rec.recommend(req))
+        bad = dataclasses.replace(inline.understand("calm"), embedding=np.zeros(7, np.float32))
+        with pytest.raises(ValueError, match="dim"):  # raised from the inline search, as from a pool
+            inline.retrieve(bad, inline.allowed_ids(None))
+    finally:
+        inline.close()
