@@ -154,6 +154,9 @@ class OnnxQueryEncoder:
     def __repr__(self) -> str:
         return f"OnnxQueryEncoder({self.model_path.name!r}, max_seq_length={self.max_seq_length})"
 
+    def close(self) -> None:
+        """Nothing to stop (no worker thread); here so the service can close any encoder alike."""
+
     def tokenize(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
         """int64 (n, t) ``input_ids``, ``token_type_ids``, ``attention_mask``; t = longest text (≤ 256)."""
         with self._lock:

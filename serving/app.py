@@ -222,14 +222,21 @@ def create_app(
     ``recommender_factory`` (default ``Recommender(bundle)``) builds the ranking state;
     ``cache`` defaults to :meth:`ResponseCache.from_env`.
     """
-    # Concurrent requests share model forward passes (see BatchingEncoder); one per app. The model
-    # runs as MOODSCAPE_QUERY_ENCODER says (pipelines.queryencoder: ONNX Runtime by default, torch
-    # bf16/fp32 otherwise); a bad value fails here, at startup.
+    # The query encoder runs as MOODSCAPE_QUERY_ENCODER says (pipelines.queryencoder: ONNX Runtime
+    # by default, torch bf16/fp32 otherwise); a bad value fails here, at startup. Torch encoders
+    # batch concurrent requests into one forward pass (BatchingEncoder: 8 queries cost ~3× one);
+    # ONNX Runtime gains nothing from batching, so each request thread calls it directly and two
+    # requests encode in parallel on two cores instead of queueing for one encoder thread.
     encoder = None
     if recommender_factory is None:
         from pipelines.queryencoder import query_encoder_from_env
 
-        encoder = BatchingEncoder(encode=query_encoder_from_env())
+        raw = query_encoder_from_env()
+        batching = os.environ.get("MOODSCAPE_ENCODER_BATCHING", "auto").strip().lower()
+        if batching == "on" or (batching == "auto" and getattr(raw, "precision", "") != "onnx"):
+            encoder = BatchingEncoder(encode=raw)
+        else:
+            encoder = raw
     # MOODSCAPE_RETRIEVAL_THREADS: threads running one request's three index searches (0: inline).
     retrieval_threads = max(0, int(os.environ.get("MOODSCAPE_RETRIEVAL_THREADS", "3")))
     factory = recommender_factory or (
