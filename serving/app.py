@@ -232,7 +232,9 @@ def create_app(
         from pipelines.queryencoder import query_encoder_from_env
 
         raw = query_encoder_from_env()
-        batching = os.environ.get("MOODSCAPE_ENCODER_BATCHING", "auto").strip().lower()
+        batching = os.environ.get("MOODSCAPE_ENCODER_BATCHING", "auto").strip().lower() or "auto"
+        if batching not in ("auto", "on", "off"):
+            raise ValueError(f"MOODSCAPE_ENCODER_BATCHING={batching!r} is not valid; expected auto, on or off")
         if batching == "on" or (batching == "auto" and getattr(raw, "precision", "") != "onnx"):
             encoder = BatchingEncoder(encode=raw)
         else:

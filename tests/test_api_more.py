@@ -167,3 +167,12 @@ def test_batch_body_limit_is_413(client) -> None:
     r = client.post("/recommend/batch", json={"requests": [big] * 3})  # ~600 kB > 512 kB
     assert r.status_code == 413
     assert client.post("/recommend", json=big).status_code == 413  # ~200 kB > 64 kB
+
+
+def test_encoder_batching_setting_is_validated(bundle_dir, monkeypatch) -> None:
+    monkeypatch.setenv("MOODSCAPE_ENCODER_BATCHING", "yes")
+    with pytest.raises(ValueError, match="MOODSCAPE_ENCODER_BATCHING"):
+        create_app(bundle_dir=bundle_dir)
+    for value in ("auto", "on", "OFF", ""):
+        monkeypatch.setenv("MOODSCAPE_ENCODER_BATCHING", value)
+        assert create_app(bundle_dir=bundle_dir) is not None
