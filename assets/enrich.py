@@ -10,16 +10,16 @@ from assets.common import load
 from assets.heal import music_tracks, audio_features
 from assets.settings import MoodscapeSettings
 from pipelines import schema as S
-from pipelines.audio import FEATURE_COLUMNS
-from pipelines.embedding import EMBEDDING_DIM, MODEL_NAME, embed_texts
-from pipelines.genreimpute import GENRE_CONFIDENCE, impute_genres
-from pipelines.imputation import fill_descriptions, impute_audio_features, impute_metadata
-from pipelines.metafeatures import metadata_features, null_rate_table
-from pipelines.resolver import inherit_from_similar
-from pipelines.tagvocab import build_vocabulary, tags_from_text
+from pipelines.audio.features import FEATURE_COLUMNS
+from pipelines.embed.sentence import EMBEDDING_DIM, MODEL_NAME, embed_texts
+from pipelines.heal.genres import GENRE_CONFIDENCE, impute_genres
+from pipelines.heal.impute import fill_descriptions, impute_audio_features, impute_metadata
+from pipelines.heal.metafeatures import metadata_features, null_rate_table
+from pipelines.heal.resolver import inherit_from_similar
+from pipelines.heal.tagvocab import build_vocabulary, tags_from_text
 from pipelines.schema import GENRE_SOURCE
 from pipelines.store import DATA_DIR, array_path, read_array, table_path, write_array, write_table
-from pipelines.textdoc import add_text_docs
+from pipelines.heal.textdoc import add_text_docs
 
 
 def load_text_embeddings() -> tuple[pl.DataFrame, np.ndarray]:

@@ -14,7 +14,7 @@ from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, ass
 from assets.mood import audio_mood_model, query_mood_model
 from assets.publish import published_store
 from assets.settings import MoodscapeSettings
-from pipelines.deveval import DEFAULT_DEV_EVAL, build_deezer, build_emobank
+from pipelines.measure.deveval import DEFAULT_DEV_EVAL, build_deezer, build_emobank
 from pipelines.store import home, store_root
 
 
@@ -50,8 +50,8 @@ def evaluation_report(context: AssetExecutionContext, settings: MoodscapeSetting
     Skips (and says so) where ``../shared/data/dev-eval/`` is absent, as on a user's fresh clone.
     """
     from assets.evalstore import build_store_from_corpus
-    from pipelines.evalstore import BundleStoreHandle
-    from pipelines.evaluation import run_evaluation
+    from pipelines.measure.handle import BundleStoreHandle
+    from pipelines.measure.run import run_evaluation
 
     if not DEFAULT_DEV_EVAL.exists():
         context.log.info(f"skipped: {DEFAULT_DEV_EVAL} is absent (dev-eval data exists only on developer machines)")

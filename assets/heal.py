@@ -13,19 +13,19 @@ from dagster import (
 from assets.common import counts_md, load, null_rates, value_counts
 from assets.settings import MoodscapeSettings
 from pipelines import schema as S
-from pipelines.audio import FEATURE_COLUMNS, extract_many
-from pipelines.audiocache import extract_with_cache
-from pipelines.democorpus import build_demo_crawl, emopia_midi_items
-from pipelines.ingest import ingest, ingest_frame
-from pipelines.linkcheck import LinkCheckConfig, check_links
-from pipelines.linkstatus import (
+from pipelines.audio.features import FEATURE_COLUMNS, extract_many
+from pipelines.audio.cache import extract_with_cache
+from pipelines.heal.democorpus import build_demo_crawl, emopia_midi_items
+from pipelines.heal.ingest import ingest, ingest_frame
+from pipelines.heal.links.check import LinkCheckConfig, check_links
+from pipelines.heal.links.status import (
     HISTORY_SCHEMA, current_status, empty_history, in_shard, plan_checks, reason_table, shard_budget, shard_keys,
     union_histories,
 )
-from pipelines.resolver import CatalogueResolver, apply_resolutions, resolve_dead_links
-from pipelines.musicfilter import classify_music
-from pipelines.musicclassifier import MusicClassifier, apply_classifier, fit_from_open_data
-from pipelines.render import render_many
+from pipelines.heal.resolver import CatalogueResolver, apply_resolutions, resolve_dead_links
+from pipelines.heal.musicfilter import classify_music
+from pipelines.heal.musicclassifier import MusicClassifier, apply_classifier, fit_from_open_data
+from pipelines.audio.render import render_many
 from assets.inbox import crawl_batch
 from pipelines.store import DATA_DIR, atomic_path, audio_dir, batch_table_paths, model_path, read_table, table_path, write_table
 
@@ -232,17 +232,17 @@ def audio_features(context: AssetExecutionContext, settings: MoodscapeSettings) 
 
     Audio comes from ``audio_path`` or, for tracks without it whose link is VALID/MOVED (the MOVED
     target), from a bounded download through the link checker's network policy
-    (``pipelines.audiofetch``): at most ``audio_fetch_budget`` new URLs per run, none offline;
+    (``pipelines.audio.fetch``): at most ``audio_fetch_budget`` new URLs per run, none offline;
     downloads are kept and reused. Every attempt is logged per track in ``audio_fetch`` (reason
     column) and per URL in ``audio_fetch_log`` (permanent refusals are not asked again). Cached by
     file content key (one cache per offset), so re-runs decode only new or changed files; a failing
     file gets an ``audio_error`` row and never fails the batch.
     """
-    from pipelines.audiofetch import (
+    from pipelines.audio.fetch import (
         FETCH_LOG_SCHEMA, FETCHABLE_STATUSES, FetchConfig, fetch_log_frame, fetch_many, plan_fetches,
     )
-    from pipelines.linkstatus import utc_now
-    from pipelines.netpolicy import NetworkPolicy
+    from pipelines.heal.links.status import utc_now
+    from pipelines.net.policy import NetworkPolicy
 
     raw = load("raw_tracks")
     local = raw.filter(pl.col(S.AUDIO_PATH).is_not_null())
@@ -332,7 +332,7 @@ def music_classifier(context: AssetExecutionContext) -> MaterializeResult:
     labelled open-data rows (music captions and tags vs non-music clips and prose).
 
     Trained once per materialization (it does not depend on the crawl) and read by ``music_tracks``;
-    the held-out precision/recall are in the metadata. See ``pipelines.musicclassifier`` for its
+    the held-out precision/recall are in the metadata. See ``pipelines.heal.musicclassifier`` for its
     honest limits (only 6 real non-music tracks exist in the open data).
     """
     classifier = fit_from_open_data(data_dir=DATA_DIR, n_per_source=200)
@@ -359,7 +359,7 @@ def music_tracks(context: AssetExecutionContext) -> MaterializeResult:
     tracks = load("raw_tracks")
     feats = load("audio_features")
     verdict = classify_music(tracks=tracks, audio_features=feats.filter(pl.col(S.AUDIO_ERROR).is_null()))
-    # Secondary learned signal (see pipelines.musicclassifier for its honest limits): scores only
+    # Secondary learned signal (see pipelines.heal.musicclassifier for its honest limits): scores only
     # the rows the heuristics left undecided; skipped (and said so) when it was never materialized.
     classifier = _load_music_classifier()
     if classifier is not None:

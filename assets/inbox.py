@@ -12,7 +12,7 @@ from dagster import (
 
 from assets.common import counts_md, value_counts
 from assets.settings import sensor_status
-from pipelines.ingest import ingest
+from pipelines.heal.ingest import ingest
 from pipelines.store import inbox_dir, table_path, write_table
 
 CRAWL_SUFFIXES = (".csv", ".tsv", ".parquet", ".jsonl", ".ndjson", ".json")

@@ -12,12 +12,12 @@ from assets.common import load
 from assets.enrich import audio_features_imputed, load_text_embeddings, text_embeddings
 from assets.mood import track_moods
 from pipelines import schema as S
-from pipelines.audio import FEATURE_COLUMNS
-from pipelines.audiospace import fit_audio_space
-from pipelines.indexing import (
+from pipelines.audio.features import FEATURE_COLUMNS
+from pipelines.audio.space import fit_audio_space
+from pipelines.index.build import (
     VectorSet, build_index, index_factory_string, load_index, mood_factory, save_index,
 )
-from pipelines.indexcheck import tie_aware_recall
+from pipelines.index.check import tie_aware_recall
 from pipelines.store import array_path, atomic_path, index_dir, read_array, write_array
 
 RECALL_K = 10

@@ -10,13 +10,13 @@ from assets.enrich import audio_features_imputed, load_text_embeddings, text_emb
 from assets.heal import _extract, emopia_audio, music_tracks
 from assets.settings import MoodscapeSettings
 from pipelines import schema as S
-from pipelines.audio import FEATURE_COLUMNS
-from pipelines.audiocache import extract_with_cache
-from pipelines.lexicon import MoodLexicon
-from pipelines.querymood import QueryMoodModel, train_query_mood_model
+from pipelines.audio.features import FEATURE_COLUMNS
+from pipelines.audio.cache import extract_with_cache
+from pipelines.mood.lexicon import MoodLexicon
+from pipelines.mood.query import QueryMoodModel, train_query_mood_model
 from pipelines.store import DATA_DIR, model_path, table_path, write_table, atomic_path
-from pipelines import mood as moodlib
-from pipelines.tagmood import scorer_for, split_tags, track_tag_moods
+from pipelines.mood import audio_model as moodlib
+from pipelines.mood.tags import scorer_for, split_tags, track_tag_moods
 
 
 @asset(group_name="mood", compute_kind="scikit-learn")
@@ -137,7 +137,7 @@ def track_moods(context: AssetExecutionContext) -> MaterializeResult:
     discounted by the imputation confidence); and text evidence = the query-mood model on the
     track's text pooled (``mood.pool_moods``: confidence-weighted mean, noisy-or confidence ×
     agreement) with the tag → mood knowledge of the track's observed crawl tags
-    (``pipelines.tagmood``; imputed / text-matched tags are left out, they repeat the neighbours'
+    (``pipelines.mood.tags``; imputed / text-matched tags are left out, they repeat the neighbours'
     or the track's own text). Audio and text are then fused by confidence where both exist
     (``mood.fuse_track_moods``); ``mood_source`` stays audio / text / imputed / fused.
     """

@@ -9,9 +9,9 @@ from assets.enrich import load_text_embeddings
 from assets.index import audio_index, mood_index, text_index
 from assets.mood import query_mood_model, track_moods
 from pipelines import schema as S
-from pipelines.publish import assemble_version, new_version_id, publish
+from pipelines.index.version import assemble_version, new_version_id, publish
 from pipelines.store import array_path, index_dir, model_path, read_array
-from pipelines.textdoc import split_tags
+from pipelines.heal.textdoc import split_tags
 
 
 def serving_tracks() -> pl.DataFrame:

@@ -15,7 +15,7 @@ BENCH_FILE = "bench_audio.json"
 def cmd_bench_audio(args: argparse.Namespace) -> int:
     """Benchmark on every audio file under ``args.paths``; exit 2 when there is nothing to time."""
     from pipelines import store
-    from pipelines.audiobench import collect_clips, run_bench
+    from bench.audio import collect_clips, run_bench
 
     try:
         clips = collect_clips(paths=args.paths)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from pipelines.benchmark import run_benchmark
+    from bench.service import run_benchmark
 
     env = {}
     if args.serve_threads:

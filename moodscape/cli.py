@@ -104,8 +104,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_recommend(args: argparse.Namespace) -> int:
     _prepare_env()
-    from pipelines.bundle import load_bundle
-    from pipelines.ranking import RecommendRequest, Recommender
+    from pipelines.index.bundle import load_bundle
+    from pipelines.rank.recommender import RecommendRequest, Recommender
 
     folder = store.current_version_dir()
     if folder is None:
@@ -137,8 +137,8 @@ def cmd_recommend(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     _prepare_env()
     from assets.evalstore import build_store_from_corpus
-    from pipelines.evalstore import BundleStoreHandle
-    from pipelines.evaluation import EvaluationInputError, run_evaluation
+    from pipelines.measure.handle import BundleStoreHandle
+    from pipelines.measure.run import EvaluationInputError, run_evaluation
 
     handles: list[BundleStoreHandle] = []
 

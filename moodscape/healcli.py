@@ -34,7 +34,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     """``ingest PATH --out DIR``: crawl file → DIR/tracks.parquet (n, 13) + DIR/quarantine.parquet
     (q, 3), both written atomically. stdout's last line: JSON rows_in/ingested/quarantined/
     duplicates_merged. Exit 2 when the file cannot be read at all."""
-    from pipelines.ingest import IngestError, ingest
+    from pipelines.heal.ingest import IngestError, ingest
 
     path, out = Path(args.path), Path(args.out)
     try:
@@ -78,7 +78,7 @@ def read_link_input(*, path: Path) -> list[tuple[str | None, str | None]]:
     """CSV with ``track_id`` and ``permalink_url`` (or ``url``) → [(track_id, url)] (n rows, input
     order; empty cells → None). Header names match case- and space-insensitively; other columns are
     ignored. Raises InputError naming the missing columns, or when the file cannot be read."""
-    from pipelines.ingest import decode_bytes
+    from pipelines.heal.ingest import decode_bytes
 
     try:
         data = path.read_bytes()
@@ -117,7 +117,7 @@ def cmd_check_links(args: argparse.Namespace) -> int:
     """``check-links INPUT --out OUT.csv``: one row per input row, columns ``CHECK_LINKS_COLUMNS``
     (``status`` = the checker's url_status), written atomically. stdout: status counts (one JSON
     line with --json). Exit 2 on an unusable input."""
-    from pipelines.linkcheck import LinkCheckConfig, check_links
+    from pipelines.heal.links.check import LinkCheckConfig, check_links
 
     try:
         items = read_link_input(path=Path(args.input))

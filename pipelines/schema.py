@@ -71,3 +71,9 @@ URL_RESOLVED_FROM = "url_resolved_from"  # track_id of the catalogue row whose l
 MUSIC_PROBABILITY = "music_probability"  # learned classifier's P(music), null where not scored
 DONOR_TRACK_ID = "donor_track_id"  # live track whose genre/tags a DEAD track inherited (Strategy C)
 TAGS_DONOR_TRACK_ID = "tags_donor_track_id"  # live track whose tags a DEAD track inherited (Strategy C)
+
+# --- multi-valued cells ------------------------------------------------------------------------
+# A genre cell may hold several genres ("rock, indie / pop"); every reader splits on these.
+GENRE_SEPARATORS = ",|;/"
+GENRE_SPLIT_PATTERN = r"\s*[,|;/]\s*"  # regex (Python and DuckDB) splitting a genre cell
+PRIMARY_GENRE_PATTERN = r"^\s*([^,|;/]*[^,|;/\s])"  # regex capturing a cell's first genre

@@ -17,6 +17,7 @@ import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +36,85 @@ def dagster_home() -> Path:
     return home() / "dagster"
 
 
+@dataclass(frozen=True)
+class StoreLayout:
+    """Every path under one store root (``<home>/store``); nothing else spells these names."""
+
+    root: Path
+
+    @classmethod
+    def under_home(cls, home_dir: Path) -> "StoreLayout":
+        return cls(Path(home_dir).resolve() / "store")
+
+    @classmethod
+    def from_env(cls) -> "StoreLayout":
+        """The layout of ``MOODSCAPE_HOME`` (the default store of the CLI and the service)."""
+        return cls.under_home(home())
+
+    def table(self, name: str, partition: str | None = None) -> Path:
+        base = self.root / "tables"
+        return base / f"{name}.parquet" if partition is None else base / name / f"{partition}.parquet"
+
+    def batch_tables(self, name: str) -> list[Path]:
+        """Every partition file of a batch-partitioned table, sorted by name."""
+        folder = self.root / "tables" / name
+        return sorted(folder.glob("*.parquet")) if folder.is_dir() else []
+
+    @property
+    def models_dir(self) -> Path:
+        return self.root / "models"
+
+    def model(self, name: str) -> Path:
+        return self.models_dir / f"{name}.joblib"
+
+    def audio(self, name: str) -> Path:
+        return self.root / "audio" / name
+
+    def array(self, name: str) -> Path:
+        return self.root / "arrays" / f"{name}.npy"
+
+    @property
+    def indices(self) -> Path:
+        return self.root / "indices"
+
+    @property
+    def versions(self) -> Path:
+        return self.root / "versions"
+
+    def version_dir(self, version: str) -> Path:
+        return self.versions / version
+
+    @property
+    def current_pointer(self) -> Path:
+        return self.root / "CURRENT"
+
+    def current_version(self) -> str | None:
+        """The published version id named by ``CURRENT``, or None when nothing is published."""
+        try:
+            value = self.current_pointer.read_text().strip()
+        except FileNotFoundError:
+            return None
+        return value or None
+
+    def current_version_dir(self) -> Path | None:
+        version = self.current_version()
+        return None if version is None else self.version_dir(version)
+
+    def publish(self, version: str) -> None:
+        """Switch ``CURRENT`` to ``version`` atomically (the folder must already be complete)."""
+        if not (self.version_dir(version) / "manifest.json").exists():
+            raise FileNotFoundError(f"version {version} has no manifest; refusing to publish")
+        with atomic_path(self.current_pointer) as tmp:
+            tmp.write_text(version + "\n")
+
+
+def layout() -> StoreLayout:
+    """The store layout of the current ``MOODSCAPE_HOME``."""
+    return StoreLayout.from_env()
+
+
 def store_root() -> Path:
-    return home() / "store"
+    return layout().root
 
 
 def crawl_path() -> Path | None:
@@ -46,26 +124,23 @@ def crawl_path() -> Path | None:
 
 
 def table_path(name: str, partition: str | None = None) -> Path:
-    base = store_root() / "tables"
-    if partition is None:
-        return base / f"{name}.parquet"
-    return base / name / f"{partition}.parquet"
+    return layout().table(name, partition)
 
 
 def model_path(name: str) -> Path:
-    return store_root() / "models" / f"{name}.joblib"
+    return layout().model(name)
 
 
 def audio_dir(name: str) -> Path:
-    return store_root() / "audio" / name
+    return layout().audio(name)
 
 
 def versions_dir() -> Path:
-    return store_root() / "versions"
+    return layout().versions
 
 
 def current_pointer() -> Path:
-    return store_root() / "CURRENT"
+    return layout().current_pointer
 
 
 @contextmanager
@@ -100,33 +175,24 @@ def write_json(obj: Any, path: Path) -> Path:
 
 
 def read_current_version() -> str | None:
-    pointer = current_pointer()
-    if not pointer.exists():
-        return None
-    value = pointer.read_text().strip()
-    return value or None
+    return layout().current_version()
 
 
 def publish_version(version: str) -> None:
     """Switch ``CURRENT`` to ``version`` atomically (the folder must already be complete)."""
-    folder = versions_dir() / version
-    if not (folder / "manifest.json").exists():
-        raise FileNotFoundError(f"version {version} has no manifest; refusing to publish")
-    with atomic_path(current_pointer()) as tmp:
-        tmp.write_text(version + "\n")
+    layout().publish(version)
 
 
 def current_version_dir() -> Path | None:
-    version = read_current_version()
-    return None if version is None else versions_dir() / version
+    return layout().current_version_dir()
 
 
 def array_path(name: str) -> Path:
-    return store_root() / "arrays" / f"{name}.npy"
+    return layout().array(name)
 
 
 def index_dir() -> Path:
-    return store_root() / "indices"
+    return layout().indices
 
 
 def write_array(arr, path: Path) -> Path:
@@ -151,5 +217,4 @@ def inbox_dir() -> Path:
 
 def batch_table_paths(name: str) -> list[Path]:
     """Every partition file of a batch-partitioned table, sorted by name."""
-    folder = store_root() / "tables" / name
-    return sorted(folder.glob("*.parquet")) if folder.is_dir() else []
+    return layout().batch_tables(name)

@@ -7,7 +7,7 @@
 Each side serves its own synthetic store (built or reused by that side's ``moodscape bench``, so
 index-layout changes are compared with the layout each side publishes; give the sides different
 caches when the layout changed). Both services are started the same way (``moodscape serve`` from
-that side's checkout) and driven by the *current* load generator (:mod:`pipelines.benchmark`,
+that side's checkout) and driven by the *current* load generator (:mod:`bench.service`,
 real query texts over HTTP on loopback), one after the other, at each concurrency: full and
 baseline alternate in blocks. Prints JSON: per side, ready/peak RSS and per concurrency the
 full/baseline latency, QPS and client/server CPU per request.
@@ -25,7 +25,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pipelines import benchmark as B  # noqa: E402
+from bench import service as B  # noqa: E402
 
 SYNTH_ARGS = ["--prototypes", "2000", "--audio-clips", "42", "--mood-model-rows", "1000"]
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipelines import deveval  # noqa: E402
-from pipelines.deveval import (  # noqa: E402
+from pipelines.measure import deveval  # noqa: E402
+from pipelines.measure.deveval import (  # noqa: E402
     DEFAULT_DEV_EVAL, PARTS, build_deezer, build_emobank, build_emopia, z_to_unit,  # noqa: F401 (re-exported: tests use the script module)
 )
 from pipelines.store import atomic_path  # noqa: E402

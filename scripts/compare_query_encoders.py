@@ -27,7 +27,9 @@ import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipelines import lexicon, store
+from pipelines.mood import lexicon
+
+from pipelines import store
 
 Encoder = Callable[[Sequence[str]], np.ndarray]
 
@@ -105,8 +107,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     import torch
 
-    from pipelines.embedding import embed_texts, load_encoder
-    from pipelines.queryencoder import QueryEncoder, bf16_supported
+    from pipelines.embed.sentence import embed_texts, load_encoder
+    from pipelines.embed.query import QueryEncoder, bf16_supported
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     queries = load_queries(n=args.n, seed=args.seed)
@@ -119,7 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     t2 = time.perf_counter()
     bf16 = QueryEncoder(precision="bf16", model=model)
     t3 = time.perf_counter()
-    from pipelines.onnxencoder import OnnxQueryEncoder, default_cache_dir, ensure_onnx
+    from pipelines.embed.onnx import OnnxQueryEncoder, default_cache_dir, ensure_onnx
 
     onnx = OnnxQueryEncoder(model_path=ensure_onnx(cache_dir=default_cache_dir()))
     t4 = time.perf_counter()
@@ -157,7 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "version_dir": str(version_dir), "rows": int(published.shape[0]), "distinct_rows": int(base.shape[0]),
         }
         if (Path(version_dir) / "query_mood.joblib").exists():
-            from pipelines.querymood import QueryMoodModel
+            from pipelines.mood.query import QueryMoodModel
 
             mood_model = QueryMoodModel.load(Path(version_dir) / "query_mood.joblib")
             p32 = mood_model.predict(all_texts, embeddings=v32)

@@ -1,4 +1,4 @@
-"""The Litestar application: HTTP glue over ``pipelines.ranking`` (no ranking logic here).
+"""The Litestar application: HTTP glue over ``pipelines.rank.recommender`` (no ranking logic here).
 
 The lifespan loads the published store version into a :class:`serving.reload.RecommenderHolder`
 (``app.state.holder``; ``app.state.recommender`` mirrors the current one for read-only helpers)
@@ -24,9 +24,11 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import RedocRenderPlugin, SwaggerRenderPlugin
 from litestar.params import Parameter
 
-from pipelines import ranking, store
-from pipelines.bundle import Bundle
-from pipelines.embedding import BatchingEncoder
+from pipelines.rank import recommender as ranking
+
+from pipelines import store
+from pipelines.index.bundle import Bundle
+from pipelines.embed.sentence import BatchingEncoder
 from serving import schemas, web
 from serving.cache import ResponseCache, cache_key
 from serving.errors import EXCEPTION_HANDLERS, TrackNotFound, field_error
@@ -222,14 +224,14 @@ def create_app(
     ``recommender_factory`` (default ``Recommender(bundle)``) builds the ranking state;
     ``cache`` defaults to :meth:`ResponseCache.from_env`.
     """
-    # The query encoder runs as MOODSCAPE_QUERY_ENCODER says (pipelines.queryencoder: ONNX Runtime
+    # The query encoder runs as MOODSCAPE_QUERY_ENCODER says (pipelines.embed.query: ONNX Runtime
     # by default, torch bf16/fp32 otherwise); a bad value fails here, at startup. Torch encoders
     # batch concurrent requests into one forward pass (BatchingEncoder: 8 queries cost ~3× one);
     # ONNX Runtime gains nothing from batching, so each request thread calls it directly and two
     # requests encode in parallel on two cores instead of queueing for one encoder thread.
     encoder = None
     if recommender_factory is None:
-        from pipelines.queryencoder import query_encoder_from_env
+        from pipelines.embed.query import query_encoder_from_env
 
         raw = query_encoder_from_env()
         batching = os.environ.get("MOODSCAPE_ENCODER_BATCHING", "auto").strip().lower() or "auto"

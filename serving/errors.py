@@ -6,7 +6,7 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException, NotFoundException, ValidationException
 from litestar.status_codes import HTTP_400_BAD_REQUEST, HTTP_404_NOT_FOUND, HTTP_500_INTERNAL_SERVER_ERROR
 
-from pipelines.ranking import UnknownTrackError
+from pipelines.rank.recommender import UnknownTrackError
 
 
 class TrackNotFound(Exception):

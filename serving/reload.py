@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from pipelines import ranking
-from pipelines.bundle import Bundle, load_bundle
+from pipelines.rank import recommender as ranking
+from pipelines.index.bundle import Bundle, load_bundle
 
 log = logging.getLogger(__name__)
 

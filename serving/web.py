@@ -22,7 +22,7 @@ from litestar.enums import MediaType
 from litestar.static_files import create_static_files_router
 
 from pipelines import schema as S
-from pipelines.bundle import Bundle
+from pipelines.index.bundle import Bundle
 
 STATIC_DIR = Path(__file__).parent / "static"
 MOOD_MAP_BINS = 32

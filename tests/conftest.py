@@ -7,7 +7,9 @@ import numpy as np
 import polars as pl
 import pytest
 
-from pipelines import lexicon, store
+from pipelines.mood import lexicon
+
+from pipelines import store
 
 N_MUSICCAPS = 1000  # real MusicCaps aspect lists embedded once per session (recall tests, bundle)
 
@@ -34,7 +36,7 @@ def musiccaps_rows() -> pl.DataFrame:
 @pytest.fixture(scope="session")
 def embed_cached():
     """``embed(texts) -> (n, 384)``: MiniLM, each distinct text embedded once per session."""
-    from pipelines.embedding import embed_texts
+    from pipelines.embed.sentence import embed_texts
 
     cache: dict[str, np.ndarray] = {}
 
@@ -68,7 +70,7 @@ class RidgeMoodAdapter:
         self.train_vectors = train_vectors
 
     def predict(self, texts, *, embeddings: np.ndarray | None = None) -> np.ndarray:
-        from pipelines.embedding import embed_texts
+        from pipelines.embed.sentence import embed_texts
 
         x = embed_texts(list(texts)) if embeddings is None else np.asarray(embeddings, np.float32)
         va = np.clip(self.ridge.predict(x), -1.0, 1.0)
@@ -98,8 +100,8 @@ def bundle_dir(tmp_path_factory, musiccaps_rows, embed_cached, mood_adapter) -> 
     import joblib
 
     from pipelines import schema as S
-    from pipelines.bundle import write_bundle
-    from pipelines.textdoc import build_text_doc, split_tags
+    from pipelines.index.bundle import write_bundle
+    from pipelines.heal.textdoc import build_text_doc, split_tags
 
     mc = musiccaps_rows.head(300)
     mtg = pl.read_csv(open_file("corpus/mtg_jamendo_tags.csv")).filter(pl.col("genres").is_not_null()).head(200)
@@ -162,8 +164,8 @@ def tracks(bundle_dir) -> pl.DataFrame:
 @pytest.fixture(scope="module")
 def rec(bundle_dir, mood_adapter):
     """A Recommender over the conftest bundle with the fast test mood adapter."""
-    from pipelines import ranking
-    from pipelines.bundle import load_bundle
+    from pipelines.rank import recommender as ranking
+    from pipelines.index.bundle import load_bundle
 
     r = ranking.Recommender(load_bundle(bundle_dir), query_mood=mood_adapter)
     yield r
@@ -175,7 +177,7 @@ def client(bundle_dir, mood_adapter):
     """A Litestar TestClient of the real app over the conftest bundle (default cache)."""
     from litestar.testing import TestClient
 
-    from pipelines import ranking
+    from pipelines.rank import recommender as ranking
     from serving.app import create_app
 
     app = create_app(

@@ -4,7 +4,7 @@ import re
 from http.server import BaseHTTPRequestHandler
 
 from pipelines import store
-from pipelines.lexicon import resolve_open_file
+from pipelines.mood.lexicon import resolve_open_file
 
 
 def genres_of(value: str | None) -> set[str]:

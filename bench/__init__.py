@@ -1,0 +1,1 @@
+"""Benchmarks and load tools (not product code): service, load generator, synthetic stores, audio."""

@@ -1,0 +1,226 @@
+"""Benchmark: the project's audio extractor against a naive librosa baseline on the same clips.
+
+The *project* path is ``pipelines.audio.features.extract_features`` (one decode, one STFT shared by every
+feature). The *naive* path is what the product plan's pseudo-code does: ``librosa.load`` and then
+each librosa feature called on the raw signal, so every call recomputes its own STFT (and
+``beat_track`` / ``onset_detect`` their own onset envelope, ``tonnetz`` its own CQT chroma).
+
+Times are CPU seconds of this process (``time.process_time``), so they measure the cost on one
+core even when other jobs share the machine; wall-clock seconds are reported alongside. Both run
+in this process with BLAS/FFT thread pools limited to one thread ("per core"), after a
+warm-up (numba JIT, filter-bank caches, OS file cache) on the first clip, alternating project and
+naive per clip so drift on a shared machine hits both alike. Each clip is the first ``duration``
+seconds, as in the pipeline.
+"""
+
+import os
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from pipelines.audio import features as audio
+
+import librosa  # noqa: E402  (pipelines.audio.features has set NUMBA_CACHE_DIR)
+import numpy as np  # noqa: E402
+import pyloudnorm  # noqa: E402
+from tqdm.auto import tqdm  # noqa: E402
+
+AUDIO_SUFFIXES: frozenset[str] = frozenset({".ogg", ".opus", ".oga", ".wav", ".flac", ".mp3", ".m4a", ".aiff", ".aif"})
+GOAL_S_PER_30S_CLIP = 0.25
+GOAL_SPEEDUP = 3.0
+
+# The naive baseline, stage by stage: (name, fn(y, sr) -> dict of aggregated floats).
+_Stage = tuple[str, Callable[[np.ndarray, int], dict[str, float]]]
+
+
+def _agg(name: str, frames: np.ndarray) -> dict[str, float]:
+    """mean / std over frames of a (k, T) or (T,) feature → 2k floats."""
+    m = np.atleast_2d(frames)
+    out: dict[str, float] = {}
+    for i, (mu, sd) in enumerate(zip(m.mean(axis=1), m.std(axis=1), strict=True)):
+        out[f"{name}_{i}_mean"] = float(mu)
+        out[f"{name}_{i}_std"] = float(sd)
+    return out
+
+
+def _beat(y: np.ndarray, sr: int) -> dict[str, float]:
+    tempo, beats = librosa.beat.beat_track(y=y, sr=sr)
+    ibi = np.diff(beats).astype(np.float64)
+    reg = float(1.0 / (1.0 + ibi.std() / ibi.mean())) if ibi.size >= 2 and ibi.mean() > 0 else 0.0
+    return {"tempo": float(np.atleast_1d(tempo)[0]), "beat_regularity": reg}
+
+
+def _onsets(y: np.ndarray, sr: int) -> dict[str, float]:
+    env = librosa.onset.onset_strength(y=y, sr=sr)
+    onsets = librosa.onset.onset_detect(y=y, sr=sr)
+    return {"onset_strength_mean": float(env.mean()), "onset_rate": len(onsets) / (y.size / sr)}
+
+
+def _loudness(y: np.ndarray, sr: int) -> dict[str, float]:
+    lufs = pyloudnorm.Meter(sr).integrated_loudness(y.astype(np.float64))
+    return {"loudness_lufs": float(max(lufs, -70.0))}
+
+
+NAIVE_STAGES: tuple[_Stage, ...] = (
+    ("beat_track", _beat),
+    ("onsets", _onsets),
+    ("mfcc", lambda y, sr: _agg("mfcc", librosa.feature.mfcc(y=y, sr=sr, n_mfcc=13, n_fft=2048, hop_length=512))),
+    ("spectral_centroid", lambda y, sr: _agg("centroid", librosa.feature.spectral_centroid(y=y, sr=sr))),
+    ("spectral_bandwidth", lambda y, sr: _agg("bandwidth", librosa.feature.spectral_bandwidth(y=y, sr=sr))),
+    ("spectral_rolloff", lambda y, sr: _agg("rolloff", librosa.feature.spectral_rolloff(y=y, sr=sr))),
+    ("spectral_flatness", lambda y, sr: _agg("flatness", librosa.feature.spectral_flatness(y=y))),
+    ("spectral_contrast", lambda y, sr: _agg("contrast", librosa.feature.spectral_contrast(y=y, sr=sr))),
+    ("chroma_stft", lambda y, sr: _agg("chroma", librosa.feature.chroma_stft(y=y, sr=sr))),
+    ("tonnetz", lambda y, sr: _agg("tonnetz", librosa.feature.tonnetz(y=y, sr=sr))),
+    ("rms", lambda y, sr: _agg("rms", librosa.feature.rms(y=y))),
+    ("zero_crossing_rate", lambda y, sr: _agg("zcr", librosa.feature.zero_crossing_rate(y))),
+    ("loudness", _loudness),
+)
+
+
+def naive_features(*, y: np.ndarray, sr: int = audio.SR) -> tuple[dict[str, float], dict[str, float]]:
+    """The plan's naive extraction of mono ``y`` (shape ``(n,)``) → (features, CPU seconds per stage)."""
+    feats: dict[str, float] = {}
+    stage_s: dict[str, float] = {}
+    for name, fn in NAIVE_STAGES:
+        t0 = _cpu()
+        feats |= fn(y, sr)
+        stage_s[name] = _cpu() - t0
+    return feats, stage_s
+
+
+def collect_clips(*, paths: Sequence[str | Path]) -> list[Path]:
+    """Audio files named by ``paths`` (files, or folders searched recursively, skipping hidden
+    entries such as half-written ``.render-*`` folders), sorted, deduplicated.
+
+    Raises ``FileNotFoundError`` for a path that does not exist.
+    """
+    found: dict[Path, None] = {}
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir():
+            for f in sorted(p.rglob("*")):
+                hidden = any(part.startswith(".") for part in f.relative_to(p).parts)  # e.g. .render-* temp dirs
+                if f.is_file() and not hidden and f.suffix.lower() in AUDIO_SUFFIXES:
+                    found[f.resolve()] = None
+        elif p.is_file():
+            found[p.resolve()] = None
+        else:
+            raise FileNotFoundError(f"no such file or folder: {p}")
+    return list(found)
+
+
+def _cpu() -> float:
+    """CPU seconds of this process (all threads): the per-core cost, immune to other jobs' load."""
+    return time.process_time()
+
+
+def _limit_threads(n: int):
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(n)
+
+
+def run_bench(
+    *, clips: Sequence[Path], duration: float = 30.0, threads: int = 1, progress: bool = True
+) -> dict:
+    """Time project vs naive extraction on ``clips`` → the report dict (see ``bench_audio.json``).
+
+    Keys: ``clips``, ``project_s_per_clip``, ``naive_s_per_clip``, ``speedup`` (naive / project,
+    decode included on both sides) plus ``audio_s_per_clip``, ``*_per_30s_clip`` (time scaled to
+    30 s of audio), ``load_s_per_clip`` (decode + resample alone), ``*_features_s_per_clip`` and
+    ``features_speedup`` (decode excluded), ``naive_stage_s_per_clip``, per-group numbers
+    (``groups``: by parent folder), ``failed`` (clips either side could not decode) and ``goal``.
+    """
+    clips = [Path(c) for c in clips]
+    if not clips:
+        raise ValueError("no audio clips to benchmark")
+    limiter = _limit_threads(threads)
+    try:
+        audio.warmup()
+        # Warm-up both paths on the first decodable clip (JIT, caches, page cache); not timed.
+        for c in clips:
+            try:
+                y, sr = librosa.load(str(c), sr=audio.SR, mono=True, duration=duration)
+                audio.extract_features(path=c, duration=duration)
+                naive_features(y=y, sr=int(sr))
+                break
+            except Exception:  # noqa: BLE001 - an undecodable clip is reported below
+                continue
+        rows: list[dict] = []
+        failed: list[dict] = []
+        for c in tqdm(clips, disable=not progress, desc="bench audio", unit="clip"):
+            try:
+                w0, t0 = time.perf_counter(), _cpu()
+                audio.extract_features(path=c, duration=duration)
+                w1, t1 = time.perf_counter(), _cpu()
+                y, sr = librosa.load(str(c), sr=audio.SR, mono=True, duration=duration)
+                t2 = _cpu()
+                _, stage_s = naive_features(y=y, sr=int(sr))
+                w3, t3 = time.perf_counter(), _cpu()
+                # decode alone (the same call both paths start with), timed separately
+                librosa.load(str(c), sr=audio.SR, mono=True, duration=duration)
+                t4 = _cpu()
+            except Exception as exc:  # noqa: BLE001
+                failed.append({"path": str(c), "error": f"{type(exc).__name__}: {exc}"[:300]})
+                continue
+            rows.append({
+                "path": str(c), "group": c.parent.name, "audio_s": y.size / sr,
+                "project_s": t1 - t0, "naive_s": t3 - t1, "naive_load_s": t2 - t1,
+                "load_s": t4 - t3, "stage_s": stage_s,
+                "project_wall_s": w1 - w0, "naive_wall_s": w3 - w1,
+            })
+    finally:
+        limiter.restore_original_limits()
+    if not rows:
+        raise ValueError(f"none of the {len(clips)} clips could be decoded: {failed[:3]}")
+    return _report(rows=rows, failed=failed, duration=duration, threads=threads)
+
+
+def _summary(rows: list[dict]) -> dict[str, float]:
+    n = len(rows)
+    audio_s = sum(r["audio_s"] for r in rows)
+    project = sum(r["project_s"] for r in rows)
+    naive = sum(r["naive_s"] for r in rows)
+    load = sum(r["load_s"] for r in rows)
+    naive_load = sum(r["naive_load_s"] for r in rows)
+    return {
+        "clips": n,
+        "audio_s_per_clip": round(audio_s / n, 2),
+        "project_s_per_clip": round(project / n, 4),
+        "naive_s_per_clip": round(naive / n, 4),
+        "speedup": round(naive / project, 2),
+        "project_s_per_30s_clip": round(30.0 * project / audio_s, 4),
+        "naive_s_per_30s_clip": round(30.0 * naive / audio_s, 4),
+        "load_s_per_clip": round(load / n, 4),
+        "project_features_s_per_clip": round(max(project - load, 0.0) / n, 4),
+        "naive_features_s_per_clip": round((naive - naive_load) / n, 4),
+        "features_speedup": round((naive - naive_load) / max(project - load, 1e-9), 2),
+        "project_wall_s_per_clip": round(sum(r["project_wall_s"] for r in rows) / n, 4),
+        "naive_wall_s_per_clip": round(sum(r["naive_wall_s"] for r in rows) / n, 4),
+    }
+
+
+def _report(*, rows: list[dict], failed: list[dict], duration: float, threads: int) -> dict:
+    out: dict = _summary(rows)
+    n = len(rows)
+    out["naive_stage_s_per_clip"] = {
+        name: round(sum(r["stage_s"][name] for r in rows) / n, 4) for name, _ in NAIVE_STAGES
+    }
+    groups: dict[str, list[dict]] = {}
+    for r in rows:
+        groups.setdefault(r["group"], []).append(r)
+    out["groups"] = {g: _summary(rs) for g, rs in sorted(groups.items())}
+    out["duration_s"] = duration
+    out["threads"] = threads
+    out["clock"] = "process CPU seconds (time.process_time); *_wall_* are wall-clock seconds"
+    out["cpu_count"] = os.cpu_count()
+    out["failed"] = failed
+    out["goal"] = {
+        "s_per_30s_clip": GOAL_S_PER_30S_CLIP, "speedup": GOAL_SPEEDUP,
+        "met": bool(out["project_s_per_30s_clip"] <= GOAL_S_PER_30S_CLIP and out["speedup"] >= GOAL_SPEEDUP),
+    }
+    out["per_clip"] = [
+        {k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items() if k != "stage_s"} for r in rows
+    ]
+    return out

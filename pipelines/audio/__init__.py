@@ -1,0 +1,1 @@
+"""Hearing the audio: features, extraction, downloads, the retrieval space, MIDI rendering."""

@@ -1,0 +1,1 @@
+"""Healing the crawl: ingest, link checks, the music filter, metadata imputation."""

@@ -1,0 +1,1 @@
+"""Link checks: the async checker and each link's status over time."""

@@ -1,0 +1,1 @@
+"""Vector indices and the published serving version."""

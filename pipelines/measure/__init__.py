@@ -1,0 +1,1 @@
+"""Measuring quality on labelled corpora: the evaluation run, metrics and report."""

@@ -1,0 +1,1 @@
+"""Outbound network access: the address policy and the policy-pinned HTTP client."""

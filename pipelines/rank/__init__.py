@@ -1,0 +1,1 @@
+"""Online ranking: understand the query, retrieve, score, re-rank."""

@@ -1,0 +1,171 @@
+"""The whole asset graph materialized in-process on a tiny real crawl, then served over HTTP."""
+
+import json
+
+import numpy as np
+import polars as pl
+import pytest
+
+from pipelines.heal import democorpus
+from pipelines import schema as S
+from pipelines.store import DATA_DIR
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def _tiny_crawl(path) -> pl.DataFrame:
+    parts = [
+        democorpus.musiccaps_rows(data_dir=DATA_DIR).head(60),
+        democorpus.jamendo_rows(data_dir=DATA_DIR, limit=60),
+        democorpus.immich_rows(data_dir=DATA_DIR).head(12),
+        democorpus.librosa_rows(data_dir=DATA_DIR),
+    ]
+    crawl = pl.concat(parts, how="vertical")
+    crawl.write_csv(path)
+    return crawl
+
+
+@pytest.fixture(scope="module")
+def built_store(tmp_path_factory):
+    home = tmp_path_factory.mktemp("home")
+    crawl_path = home / "crawl.csv"
+    crawl = _tiny_crawl(crawl_path)
+    mp = pytest.MonkeyPatch()
+    mp.setenv("MOODSCAPE_HOME", str(home))
+    from assets.definitions import materialize_all
+    from assets.settings import MoodscapeSettings
+
+    settings = MoodscapeSettings(crawl=str(crawl_path), offline=True, emopia_limit=16, workers=2, query_mood_train_limit=1500)
+    # evaluation_report is exercised by tests/test_evaluate_cli.py (it builds stores of its own)
+    results = materialize_all(resources={"settings": settings}, exclude={"evaluation_report"}, raise_on_error=False)
+    assert results and all(r.success for r in results)
+    yield home, crawl, results
+    mp.undo()
+
+
+def test_graph_materializes_and_publishes(built_store) -> None:
+    home, crawl, results = built_store
+    from pipelines import store
+    from pipelines.index.bundle import load_bundle
+
+    version = store.read_current_version()
+    assert version is not None
+    bundle = load_bundle(store.current_version_dir())
+    tracks = bundle.tracks
+    ids = set(tracks.get_column(S.TRACK_ID).to_list())
+    # speech, whale, bird and dog recordings are filtered out as non-music
+    non_music = pl.read_parquet(store.table_path("non_music"))
+    assert non_music.height >= 4
+    assert not (ids & set(non_music.get_column(S.TRACK_ID).to_list()))
+    assert tracks.height == len(crawl) - non_music.height
+    va = tracks.select(S.VALENCE, S.AROUSAL).to_numpy()
+    assert np.isfinite(va).all() and (np.abs(va) <= 1).all()
+    assert set(tracks.get_column(S.MOOD_SOURCE).unique().to_list()) <= {"audio", "text", "imputed", "fused"}
+    assert (tracks.get_column(S.URL_STATUS) == "UNKNOWN").all()  # offline: never DEAD
+    link = pl.read_parquet(store.table_path("track_link_status"))
+    assert set(link.get_column(S.REASON).unique().to_list()) <= {"offline", "no_url"}
+    # audio-bearing tracks got extracted features; others imputed, and say so
+    sources = dict(zip(tracks.get_column(S.TRACK_ID).to_list(), tracks.get_column(S.AUDIO_SOURCE).to_list()))
+    assert all(sources[t] == "extracted" for t in ids if t.startswith("immich:"))
+    assert all(sources[t] != "extracted" for t in ids if t.startswith("musiccaps:"))
+    manifest = json.loads((store.current_version_dir() / "manifest.json").read_text())
+    assert manifest["counts"]["tracks"] == tracks.height
+    assert manifest["indices"]["text"]["dims"] == 384
+    # ingest, then one offline link-check run per shard (every track recorded once, nothing sent), then the rest
+    assert len(results) == 1 + 8 + 1
+    shard_meta = [m.metadata for r in results for m in r.asset_materializations_for_node("link_checks")]
+    assert sorted(m["shard"].value for m in shard_meta) == [f"{i:02d}" for i in range(8)]
+    assert sum(m["checks_made"].value for m in shard_meta) == len(crawl)
+    assert sum(m["tracks_in_shard"].value for m in shard_meta) == len(crawl)
+    assert len(store.batch_table_paths("link_history")) == 8
+    checks = [e for r in results for e in r.get_asset_check_evaluations()]
+    assert {c.check_name for c in checks} == {"text_index_recall", "audio_index_recall", "mood_index_recall", "link_check_error_rate"}
+    assert all(c.passed for c in checks)
+
+
+def test_served_api_answers_from_the_published_store(built_store) -> None:
+    from litestar.testing import TestClient
+
+    from serving.app import create_app
+
+    with TestClient(app=create_app()) as client:
+        r = client.post("/recommend", json={"query": "i miss my ex"})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert len(body["results"]) >= 10
+        for item in body["results"]:
+            assert -1 <= item["mood"]["valence"] <= 1 and -1 <= item["mood"]["arousal"] <= 1
+            assert item["mood"]["source"] in {"audio", "text", "imputed", "fused"}
+        assert set(body["metadata"]["stages"]) == {"query_understanding", "retrieval", "scoring", "reranking", "postprocessing"}
+        assert -1 <= body["mood_detected"]["valence"] <= 1 and 0 <= body["mood_detected"]["confidence"] <= 1
+        bad = client.post("/recommend", json={"query": ""})
+        assert bad.status_code == 400 and "query" in bad.text
+        health = client.get("/health").json()
+        assert health["store_version"]
+
+
+def test_evaluate_command_on_a_tiny_corpus_with_audio(built_store, tmp_path) -> None:
+    """`moodscape evaluate` end to end: EMOPIA val clips rendered to audio (sign labels from their
+    quadrant), a few MusicCaps rows, EmoBank dev sentences as queries; models from the built store."""
+    from moodscape.cli import main
+    from pipelines.audio.render import render_many
+
+    labels_src = pl.read_csv(DATA_DIR / "emopia" / "labels.csv").filter(pl.col("split") == "val").sort("clip_id")
+    picked = labels_src.group_by("quadrant", maintain_order=True).head(2)
+    audio_dir = tmp_path / "audio"
+    rendered = render_many(
+        items=[(c, DATA_DIR / "emopia" / "midis" / f"{c}.mid") for c in picked.get_column("clip_id")],
+        out_dir=audio_dir, workers=2,
+    ).filter(pl.col("render_error").is_null())
+    signs = {1: (1.0, 1.0), 2: (-1.0, 1.0), 3: (-1.0, -1.0), 4: (1.0, -1.0)}
+    quadrant = dict(zip(picked.get_column("clip_id"), picked.get_column("quadrant")))
+    corpus = pl.concat([
+        pl.DataFrame({
+            S.TRACK_ID: [f"clip{i}" for i in range(rendered.height)],
+            S.AUDIO_PATH: [f"audio/{p.split('/')[-1]}" for p in rendered.get_column("audio_path")],  # relative
+        }),
+        democorpus.musiccaps_rows(data_dir=DATA_DIR).head(20).select(S.TRACK_ID, S.DESCRIPTION, S.TAGS),
+    ], how="diagonal_relaxed")
+    corpus.write_csv(tmp_path / "corpus.csv")
+    pl.DataFrame({
+        S.TRACK_ID: [f"clip{i}" for i in range(rendered.height)],
+        S.VALENCE: [signs[quadrant[c]][0] for c in rendered.get_column("clip_id")],
+        S.AROUSAL: [signs[quadrant[c]][1] for c in rendered.get_column("clip_id")],
+    }).write_csv(tmp_path / "labels.csv")
+    eb = pl.read_csv(DATA_DIR / "text" / "emobank_train_dev.csv").filter(pl.col("split") == "dev").head(6)
+    eb.select(pl.col("text").alias("query"), ((pl.col("V") - 3) / 2).alias("valence"),
+              ((pl.col("A") - 3) / 2).alias("arousal")).write_csv(tmp_path / "queries.csv")
+
+    out = tmp_path / "report"
+    code = main(["evaluate", "--corpus", str(tmp_path / "corpus.csv"), "--labels", str(tmp_path / "labels.csv"),
+                 "--queries", str(tmp_path / "queries.csv"), "--out", str(out), "--offline", "--json"])
+    assert code == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["n_tracks"] == corpus.height and report["n_queries"] == 6
+    assert set(report["ranking"]) == {"full", "baseline_sbert"}
+    assert set(report["ranking"]["full"]) == {"precision@10", "recall@50", "ndcg@20", "mood_alignment@10", "artist_diversity@50", "ild@50"}
+    assert report["track_mood"]["n"] == rendered.height
+    assert "audio" in report["track_mood"]["by_source"]  # the clips' moods came from their audio
+    assert report["latency_ms"]["full"]["p50"] > 0
+    assert (out / "report.md").exists() and any(out.glob("*.png"))
+
+
+def test_a_crawl_with_audio_but_no_text_still_publishes(built_store, tmp_path) -> None:
+    """Nothing to put in the text index (no title, tags, description…): the empty index passes
+    its recall check, the store publishes, and moods come from the audio alone."""
+    from assets.evalstore import build_store_from_corpus
+    from pipelines.measure.handle import BundleStoreHandle
+
+    home, _, _ = built_store
+    immich = democorpus.immich_rows(data_dir=DATA_DIR).head(6)
+    corpus = immich.select(S.TRACK_ID, S.AUDIO_PATH)  # audio only
+    folder = build_store_from_corpus(corpus=corpus, workdir=tmp_path / "w", offline=True, source_home=home)
+    handle = BundleStoreHandle(folder)
+    try:
+        moods = handle.track_moods()
+        assert moods.height == 6 and set(moods[S.MOOD_SOURCE].to_list()) == {"audio"}
+        ranked = handle.recommend(query="calm and peaceful", mode="full", top_k=5)
+        assert 1 <= len(ranked) <= 5 and set(ranked) <= set(corpus[S.TRACK_ID].to_list())
+        handle.recommend(query="calm and peaceful", mode="baseline", top_k=5)  # must not fail
+    finally:
+        handle.close()
