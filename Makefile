@@ -14,7 +14,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install materialize serve run ui test clean-store
+.PHONY: install materialize serve run ui lint test clean-store
 
 install: $(STAMP)
 
@@ -50,7 +50,11 @@ run: materialize
 ui: install $(DAGSTER_HOME)/dagster.yaml
 	MOODSCAPE_AUTOMATION=$${MOODSCAPE_AUTOMATION:-on} $(VENV)/bin/dagster dev -w workspace.yaml -h $(HOST) -p $(UI_PORT)
 
+lint: install
+	$(VENV)/bin/ruff check .
+
 test: install $(DAGSTER_HOME)/dagster.yaml
+	$(VENV)/bin/ruff check .
 	$(VENV)/bin/python -m pytest -q
 
 clean-store:

@@ -11,11 +11,14 @@ from pathlib import Path
 import polars as pl
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
-from assets.mood import audio_mood_model, query_mood_model
-from assets.publish import published_store
+from assets.evalstore import build_store_from_corpus
+from assets.resources import StoreResource
 from assets.settings import MoodscapeSettings
 from pipelines.measure.deveval import DEFAULT_DEV_EVAL, build_deezer, build_emobank
-from pipelines.store import home, store_root
+from pipelines.measure.handle import BundleStoreHandle
+from pipelines.measure.run import run_evaluation
+
+REPORT_FOLDER = "evaluation"  # under the store root
 
 
 def _headline(report: dict) -> dict:
@@ -42,45 +45,54 @@ def _sample_queries(path: Path, n: int | None, out: Path) -> Path:
     return out
 
 
-@asset(group_name="evaluation", deps=[published_store, query_mood_model, audio_mood_model], compute_kind="python")
-def evaluation_report(context: AssetExecutionContext, settings: MoodscapeSettings) -> MaterializeResult:
+@asset(group_name="evaluation", deps=["published_store", "query_mood_model", "audio_mood_model"], compute_kind="python")
+def evaluation_report(
+    context: AssetExecutionContext, settings: MoodscapeSettings, store: StoreResource
+) -> MaterializeResult:
     """`moodscape evaluate` on the dev-eval sets: Deezer validation split (title/artist corpus with
     valence/arousal labels) × EmoBank dev sentences as queries. Full system vs SBERT-only baseline.
 
     Skips (and says so) where ``../shared/data/dev-eval/`` is absent, as on a user's fresh clone.
     """
-    from assets.evalstore import build_store_from_corpus
-    from pipelines.measure.handle import BundleStoreHandle
-    from pipelines.measure.run import run_evaluation
-
     if not DEFAULT_DEV_EVAL.exists():
         context.log.info(f"skipped: {DEFAULT_DEV_EVAL} is absent (dev-eval data exists only on developer machines)")
         return MaterializeResult(metadata={"status": "skipped", "reason": f"{DEFAULT_DEV_EVAL} absent"})
-    out_dir = store_root() / "evaluation"
-    main_home = home()
+    out_dir = store.layout().root / REPORT_FOLDER
+    main_home = store.home_dir()
     with tempfile.TemporaryDirectory(prefix="moodscape-eval-") as tmp:
         tmp_path = Path(tmp)
         context.log.info(build_deezer(dev_eval=DEFAULT_DEV_EVAL, out=tmp_path))
         context.log.info(build_emobank(out=tmp_path))
-        queries = _sample_queries(tmp_path / "emobank_dev" / "queries.csv", settings.eval_max_queries, tmp_path / "queries_sample.csv")
+        queries = _sample_queries(
+            tmp_path / "emobank_dev" / "queries.csv", settings.eval_max_queries, tmp_path / "queries_sample.csv"
+        )
         handles: list[BundleStoreHandle] = []
 
         def build_store(corpus: pl.DataFrame, workdir: Path) -> BundleStoreHandle:
-            folder = build_store_from_corpus(corpus=corpus, workdir=workdir, offline=True, workers=settings.workers, source_home=main_home)
+            folder = build_store_from_corpus(
+                corpus=corpus, workdir=workdir, offline=True, workers=settings.workers, source_home=main_home
+            )
             handles.append(BundleStoreHandle(folder))
             return handles[-1]
 
         try:
             report = run_evaluation(
-                corpus_path=tmp_path / "deezer_val" / "corpus.csv", labels_path=tmp_path / "deezer_val" / "labels.csv",
-                queries_path=queries, out_dir=out_dir, build_store=build_store, progress=settings.progress,
+                corpus_path=tmp_path / "deezer_val" / "corpus.csv",
+                labels_path=tmp_path / "deezer_val" / "labels.csv",
+                queries_path=queries,
+                out_dir=out_dir,
+                build_store=build_store,
+                progress=settings.progress,
             )
         finally:
             for h in handles:
                 h.close()
     md = (out_dir / "report.md").read_text() if (out_dir / "report.md").exists() else ""
-    return MaterializeResult(metadata={
-        "status": "ran", **_headline(report),
-        "report": MetadataValue.md(md[:60000]) if md else "missing",
-        "report_json": MetadataValue.path(str(out_dir / "report.json")),
-    })
+    return MaterializeResult(
+        metadata={
+            "status": "ran",
+            **_headline(report),
+            "report": MetadataValue.md(md[:60000]) if md else "missing",
+            "report_json": MetadataValue.path(str(out_dir / "report.json")),
+        }
+    )

@@ -4,52 +4,63 @@ import joblib
 import numpy as np
 import polars as pl
 from dagster import (
-    AssetCheckResult, AssetExecutionContext, MaterializeResult, MetadataValue,
-    asset, asset_check,
+    AssetCheckResult,
+    AssetExecutionContext,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+    asset_check,
 )
 
-from assets.common import load
-from assets.enrich import audio_features_imputed, load_text_embeddings, text_embeddings
-from assets.mood import track_moods
+from assets.resources import StoreResource, audio_space_file, index_file
 from pipelines import schema as S
 from pipelines.audio.features import FEATURE_COLUMNS
 from pipelines.audio.space import fit_audio_space
 from pipelines.index.build import (
-    VectorSet, build_index, index_factory_string, load_index, mood_factory, save_index,
+    VectorSet,
+    build_index,
+    index_factory_string,
+    load_index,
+    mood_factory,
+    save_index,
 )
 from pipelines.index.check import tie_aware_recall
-from pipelines.store import array_path, atomic_path, index_dir, read_array, write_array
+from pipelines.store import StoreLayout, atomic_path, read_array, write_array
 
 RECALL_K = 10
 RECALL_SAMPLE = 200
 RECALL_THRESHOLD = 0.95
 
 
-def _ids_path(name: str):
-    return array_path(f"{name}_ids")
-
-
-def _write(name: str, vectors: VectorSet, metric: str) -> MaterializeResult:
+def _write(layout: StoreLayout, name: str, vectors: VectorSet, metric: str) -> MaterializeResult:
     factory = mood_factory(n=len(vectors)) if name == "mood" else None  # None: size-adaptive
     index = build_index(vectors=vectors, metric=metric, factory=factory)
-    save_index(index=index, path=index_dir() / f"{name}.faiss")
-    write_array(vectors.vectors, array_path(f"{name}_vectors"))
-    write_array(vectors.ids, _ids_path(name))
-    return MaterializeResult(metadata={
-        "ntotal": int(index.ntotal), "dims": vectors.dim, "metric": metric,
-        "factory": index_factory_string(index),
-        "path": MetadataValue.path(str(index_dir() / f"{name}.faiss")),
-    })
+    save_index(index=index, path=index_file(layout, name))
+    write_array(vectors.vectors, layout.array(f"{name}_vectors"))
+    write_array(vectors.ids, layout.array(f"{name}_ids"))
+    return MaterializeResult(
+        metadata={
+            "ntotal": int(index.ntotal),
+            "dims": vectors.dim,
+            "metric": metric,
+            "factory": index_factory_string(index),
+            "path": MetadataValue.path(str(index_file(layout, name))),
+        }
+    )
 
 
-def _recall(name: str) -> AssetCheckResult:
-    if name == "audio" and not (index_dir() / "audio.faiss").exists():
+def _recall(layout: StoreLayout, name: str) -> AssetCheckResult:
+    if name == "audio" and not index_file(layout, "audio").exists():
         return AssetCheckResult(passed=True, metadata={"note": "no audio index for this crawl (no extracted audio)"})
-    index = load_index(path=index_dir() / f"{name}.faiss", mmap=False)
-    vectors = VectorSet(ids=read_array(_ids_path(name)), vectors=read_array(array_path(f"{name}_vectors")))
+    index = load_index(path=index_file(layout, name), mmap=False)
+    vectors = VectorSet(
+        ids=read_array(layout.array(f"{name}_ids")), vectors=read_array(layout.array(f"{name}_vectors"))
+    )
     if len(vectors) == 0:
         # Nothing indexed (e.g. a crawl with no text at all): nothing can be missed either.
-        return AssetCheckResult(passed=int(index.ntotal) == 0, metadata={"note": "empty index", "ntotal": int(index.ntotal)})
+        return AssetCheckResult(
+            passed=int(index.ntotal) == 0, metadata={"note": "empty index", "ntotal": int(index.ntotal)}
+        )
     rng = np.random.default_rng(0)
     sample = vectors.vectors[rng.choice(len(vectors), size=min(RECALL_SAMPLE, len(vectors)), replace=False)]
     recall = tie_aware_recall(index=index, vectors=vectors, queries=sample, k=min(RECALL_K, len(vectors)))
@@ -59,61 +70,73 @@ def _recall(name: str) -> AssetCheckResult:
     )
 
 
-@asset(group_name="index", deps=[text_embeddings], compute_kind="faiss")
-def text_index(context: AssetExecutionContext) -> MaterializeResult:
+@asset(group_name="index", deps=["text_embeddings"], compute_kind="faiss")
+def text_index(context: AssetExecutionContext, store: StoreResource) -> MaterializeResult:
     """Inner-product FAISS index over the 384-d MiniLM vectors of tracks that have text (exact below 50k)."""
-    table, vectors = load_text_embeddings()
+    table, vectors = store.text_embeddings()
     rows = np.where(table.get_column("has_text").to_numpy())[0]
-    return _write("text", VectorSet(ids=rows, vectors=vectors[rows]), "ip")
+    return _write(store.layout(), "text", VectorSet(ids=rows, vectors=vectors[rows]), "ip")
 
 
-@asset(group_name="index", deps=[audio_features_imputed, text_embeddings], compute_kind="faiss")
-def audio_index(context: AssetExecutionContext) -> MaterializeResult:
+@asset(group_name="index", deps=["audio_features_imputed", "text_embeddings"], compute_kind="faiss")
+def audio_index(context: AssetExecutionContext, store: StoreResource) -> MaterializeResult:
     """Inner-product index over the audio space (standardised librosa vector → PCA ≤64-d → L2-norm).
 
     The PCA is fitted on extracted audio only; imputed vectors are projected into it.
     """
-    table, _ = load_text_embeddings()
+    layout = store.layout()
+    table = store.load("text_embeddings")
     row_of = {t: i for i, t in enumerate(table.get_column(S.TRACK_ID).to_list())}
-    feats = load("audio_features_imputed").filter(pl.col(S.AUDIO_SOURCE) != "none")
+    feats = store.load("audio_features_imputed").filter(pl.col(S.AUDIO_SOURCE) != "none")
     feats = feats.filter(pl.col(S.TRACK_ID).is_in(list(row_of)))
     extracted = feats.filter(pl.col(S.AUDIO_SOURCE) == "extracted")
     if extracted.height < 2:
         # A crawl with no (or one) decodable audio file has no audio space to fit: publish no
         # audio index rather than one fitted on imputed guesses. Scoring then uses text and mood.
-        for stale in (index_dir() / "audio.faiss", index_dir() / "audio_space.joblib", array_path("audio_vectors"), _ids_path("audio")):
+        for stale in (
+            index_file(layout, "audio"),
+            audio_space_file(layout),
+            layout.array("audio_vectors"),
+            layout.array("audio_ids"),
+        ):
             stale.unlink(missing_ok=True)
         context.log.warning(f"only {extracted.height} tracks with extracted audio: no audio index")
         return MaterializeResult(metadata={"ntotal": 0, "reason": "fewer than 2 tracks with extracted audio"})
     space = fit_audio_space(features=extracted.select(FEATURE_COLUMNS).to_numpy())
-    with atomic_path(index_dir() / "audio_space.joblib", ".joblib") as tmp:
+    with atomic_path(audio_space_file(layout), ".joblib") as tmp:
         joblib.dump(space, tmp)
     ids = np.array([row_of[t] for t in feats.get_column(S.TRACK_ID).to_list()], dtype=np.int64)
-    result = _write("audio", VectorSet(ids=ids, vectors=space.transform(feats.select(FEATURE_COLUMNS).to_numpy())), "ip")
+    result = _write(
+        layout, "audio", VectorSet(ids=ids, vectors=space.transform(feats.select(FEATURE_COLUMNS).to_numpy())), "ip"
+    )
     result.metadata["pca_explained_variance"] = round(space.explained_variance, 4)
     result.metadata["fitted_on_extracted"] = extracted.height
     return result
 
 
-@asset(group_name="index", deps=[track_moods], compute_kind="faiss")
-def mood_index(context: AssetExecutionContext) -> MaterializeResult:
-    """L2 index over every track's (valence, arousal)."""
-    table, _ = load_text_embeddings()
-    moods = pl.DataFrame({S.TRACK_ID: table.get_column(S.TRACK_ID)}).join(load("track_moods"), on=S.TRACK_ID, how="left")
-    vecs = moods.select(pl.col(S.VALENCE).fill_null(0.0), pl.col(S.AROUSAL).fill_null(0.0)).to_numpy().astype(np.float32)
-    return _write("mood", VectorSet(ids=np.arange(len(vecs)), vectors=vecs), "l2")
+@asset(group_name="index", deps=["track_moods", "text_embeddings"], compute_kind="faiss")
+def mood_index(context: AssetExecutionContext, store: StoreResource) -> MaterializeResult:
+    """L2 index over every track's (valence, arousal), in the row order of the text embeddings."""
+    table = store.load("text_embeddings")
+    moods = pl.DataFrame({S.TRACK_ID: table.get_column(S.TRACK_ID)}).join(
+        store.load("track_moods"), on=S.TRACK_ID, how="left"
+    )
+    vecs = (
+        moods.select(pl.col(S.VALENCE).fill_null(0.0), pl.col(S.AROUSAL).fill_null(0.0)).to_numpy().astype(np.float32)
+    )
+    return _write(store.layout(), "mood", VectorSet(ids=np.arange(len(vecs)), vectors=vecs), "l2")
 
 
-@asset_check(asset=text_index, blocking=True, description="recall@10 of the text index vs exact search on a sample")
-def text_index_recall() -> AssetCheckResult:
-    return _recall("text")
+@asset_check(asset="text_index", blocking=True, description="recall@10 of the text index vs exact search on a sample")
+def text_index_recall(store: StoreResource) -> AssetCheckResult:
+    return _recall(store.layout(), "text")
 
 
-@asset_check(asset=audio_index, blocking=True, description="recall@10 of the audio index vs exact search on a sample")
-def audio_index_recall() -> AssetCheckResult:
-    return _recall("audio")
+@asset_check(asset="audio_index", blocking=True, description="recall@10 of the audio index vs exact search on a sample")
+def audio_index_recall(store: StoreResource) -> AssetCheckResult:
+    return _recall(store.layout(), "audio")
 
 
-@asset_check(asset=mood_index, blocking=True, description="recall@10 of the mood index vs exact search on a sample")
-def mood_index_recall() -> AssetCheckResult:
-    return _recall("mood")
+@asset_check(asset="mood_index", blocking=True, description="recall@10 of the mood index vs exact search on a sample")
+def mood_index_recall(store: StoreResource) -> AssetCheckResult:
+    return _recall(store.layout(), "mood")

@@ -1,26 +1,30 @@
 """Mood models and every track's place in valence–arousal space."""
 
 import joblib
-import numpy as np
 import polars as pl
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
-from assets.common import load, png_md, value_counts, counts_md
-from assets.enrich import audio_features_imputed, load_text_embeddings, text_embeddings
-from assets.heal import _extract, emopia_audio, music_tracks
+from assets.metadata import counts_md, png_md, value_counts
+from assets.resources import StoreResource
 from assets.settings import MoodscapeSettings
 from pipelines import schema as S
-from pipelines.audio.features import FEATURE_COLUMNS
+from pipelines.audio.acquire import extractor, feature_cache_name
 from pipelines.audio.cache import extract_with_cache
+from pipelines.audio.features import FEATURE_COLUMNS
+from pipelines.mood import labels as moodlabels
+from pipelines.mood.audio_model import fit_audio_mood_model
 from pipelines.mood.lexicon import MoodLexicon
-from pipelines.mood.query import QueryMoodModel, train_query_mood_model
-from pipelines.store import DATA_DIR, model_path, table_path, write_table, atomic_path
-from pipelines.mood import audio_model as moodlib
-from pipelines.mood.tags import scorer_for, split_tags, track_tag_moods
+from pipelines.mood.query import QueryMoodModel
+from pipelines.mood.query_training import train_query_mood_model
+from pipelines.mood.tags import scorer_for
+from pipelines.mood.tracks import track_moods as mood_of_tracks
+from pipelines.store import DATA_DIR, atomic_path
 
 
 @asset(group_name="mood", compute_kind="scikit-learn")
-def query_mood_model(context: AssetExecutionContext, settings: MoodscapeSettings) -> MaterializeResult:
+def query_mood_model(
+    context: AssetExecutionContext, settings: MoodscapeSettings, store: StoreResource
+) -> MaterializeResult:
     """Text → (valence, arousal, confidence): MiniLM embedding + lexicon features → regressor.
 
     Trained on EmoBank (train split) and Glasgow-norm words (open data); chosen and reported on the
@@ -28,18 +32,22 @@ def query_mood_model(context: AssetExecutionContext, settings: MoodscapeSettings
     """
     quick = settings.query_mood_train_limit is not None
     model, metrics = train_query_mood_model(
-        data_dir=DATA_DIR, progress=settings.progress, limit=settings.query_mood_train_limit,
+        data_dir=DATA_DIR,
+        progress=settings.progress,
+        limit=settings.query_mood_train_limit,
         **({"candidates": [("ridge", 1.0)], "n_ensemble": 2} if quick else {}),
     )
     if quick:
         context.log.warning(f"quick mode: trained on {settings.query_mood_train_limit} rows with one ridge candidate")
-    model.save(model_path("query_mood"))
+    model.save(store.layout().model("query_mood"))
     flat = {k: v for k, v in metrics.items() if isinstance(v, (int, float, str))}
     return MaterializeResult(metadata={**flat, "metrics": MetadataValue.json(metrics)})
 
 
-@asset(group_name="mood", deps=[emopia_audio], compute_kind="scikit-learn")
-def audio_mood_model(context: AssetExecutionContext, settings: MoodscapeSettings) -> MaterializeResult:
+@asset(group_name="mood", deps=["emopia_audio"], compute_kind="scikit-learn")
+def audio_mood_model(
+    context: AssetExecutionContext, settings: MoodscapeSettings, store: StoreResource
+) -> MaterializeResult:
     """Audio features → (valence, arousal, confidence), trained on real labelled audio.
 
     EMOPIA train clips (quadrant → valence/arousal signs) and the immich mood folders (targets from
@@ -48,25 +56,36 @@ def audio_mood_model(context: AssetExecutionContext, settings: MoodscapeSettings
     log-loss); the song-disjoint EMOPIA val split is scored once afterwards, against the uncalibrated
     classifier and the plan's hand-weighted formula, and influences nothing.
     """
-    rendered = load("emopia_audio").filter(pl.col("render_error").is_null())
+    rendered = store.load("emopia_audio").filter(pl.col("render_error").is_null())
     emopia_items = list(zip(rendered.get_column("clip_id").to_list(), rendered.get_column("audio_path").to_list()))
-    immich = moodlib.immich_labels(data_dir=DATA_DIR, lexicon=MoodLexicon.from_files(data_dir=DATA_DIR))
+    immich = moodlabels.immich_labels(data_dir=DATA_DIR, lexicon=MoodLexicon.from_files(data_dir=DATA_DIR))
     immich_items = list(zip(immich.get_column(S.TRACK_ID).to_list(), immich.get_column("path").to_list()))
     # Same content-keyed cache as `audio_features`: the demo corpus's clips are decoded once.
-    feats, stats = extract_with_cache(items=emopia_items + immich_items, cache_path=table_path("audio_feature_cache"), extract=_extract(settings))
+    feats, stats = extract_with_cache(
+        items=emopia_items + immich_items,
+        cache_path=store.layout().table(feature_cache_name(0.0)),
+        extract=extractor(workers=settings.workers, progress=settings.progress),
+    )
     feats = feats.filter(pl.col(S.AUDIO_ERROR).is_null())
-    emopia = moodlib.emopia_labels(data_dir=DATA_DIR).rename({moodlib.CLIP_ID: S.TRACK_ID})
-    labels = pl.concat([
-        emopia.select(S.TRACK_ID, moodlib.SPLIT, moodlib.VALENCE_SIGN, moodlib.AROUSAL_SIGN),
-        immich.filter(pl.col(S.VALENCE).is_not_null()).select(S.TRACK_ID, S.VALENCE, S.AROUSAL).with_columns(pl.lit("train").alias(moodlib.SPLIT)),
-    ], how="diagonal_relaxed")
+    emopia = moodlabels.emopia_labels(data_dir=DATA_DIR).rename({moodlabels.CLIP_ID: S.TRACK_ID})
+    labels = pl.concat(
+        [
+            emopia.select(S.TRACK_ID, moodlabels.SPLIT, moodlabels.VALENCE_SIGN, moodlabels.AROUSAL_SIGN),
+            immich.filter(pl.col(S.VALENCE).is_not_null())
+            .select(S.TRACK_ID, S.VALENCE, S.AROUSAL)
+            .with_columns(pl.lit("train").alias(moodlabels.SPLIT)),
+        ],
+        how="diagonal_relaxed",
+    )
     # Fit on the train split only: EMOPIA val stays unseen by selection, calibration and fitting,
     # so the val numbers here and `moodscape evaluate` on the val clips measure generalisation.
-    model, metrics = moodlib.fit_audio_mood_model(
-        features=feats, labels=labels, feature_columns=list(FEATURE_COLUMNS), refit_on_all=False,
+    model, metrics = fit_audio_mood_model(
+        features=feats,
+        labels=labels,
+        feature_columns=list(FEATURE_COLUMNS),
+        refit_on_all=False,
     )
-    path = model_path("audio_mood")
-    with atomic_path(path, ".joblib") as tmp:
+    with atomic_path(store.layout().model("audio_mood"), ".joblib") as tmp:
         joblib.dump(model, tmp)
     flat = {k: v for k, v in metrics.items() if isinstance(v, (int, float, str))}
     meta: dict = {**flat, **stats}
@@ -86,12 +105,17 @@ def audio_mood_model(context: AssetExecutionContext, settings: MoodscapeSettings
 
 def _cv_table_md(metrics: dict) -> str:
     """Markdown: one row per candidate, grouped-CV (train only) scores per axis and OOF quadrant acc."""
-    head = "| candidate | valence acc | valence AUC | valence log-loss | arousal acc | arousal AUC | arousal log-loss | quadrant acc |"
+    head = (
+        "| candidate | valence acc | valence AUC | valence log-loss "
+        "| arousal acc | arousal AUC | arousal log-loss | quadrant acc |"
+    )
     lines = [head, "|---|---|---|---|---|---|---|---|"]
     for name, axes in metrics["cv"].items():
         v, a = axes.get("valence", {}), axes.get("arousal", {})
         cells = [f"{d.get(k, float('nan')):.3f}" for d in (v, a) for k in ("acc", "auc", "log_loss")]
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {metrics['cv_quadrant_acc'].get(name, float('nan')):.3f} |")
+        lines.append(
+            f"| {name} | " + " | ".join(cells) + f" | {metrics['cv_quadrant_acc'].get(name, float('nan')):.3f} |"
+        )
     return "\n".join(lines)
 
 
@@ -105,7 +129,9 @@ def _reliability_plot(bins: dict):
     ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--")
     for axis, rows in bins.items():
         ax.plot([r["p_mean"] for r in rows], [r["rate"] for r in rows], marker="o", label=axis)
-    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="predicted P(axis > 0)", ylabel="observed rate", title="EMOPIA val reliability")
+    ax.set(
+        xlim=(0, 1), ylim=(0, 1), xlabel="predicted P(axis > 0)", ylabel="observed rate", title="EMOPIA val reliability"
+    )
     ax.legend(loc="upper left", fontsize=8)
     plt.close(fig)
     return fig
@@ -120,7 +146,9 @@ def _scatter(df: pl.DataFrame):
     fig, ax = plt.subplots(figsize=(5, 5))
     for source in sorted(df.get_column(S.MOOD_SOURCE).unique().to_list()):
         part = df.filter(pl.col(S.MOOD_SOURCE) == source)
-        ax.scatter(part.get_column(S.VALENCE), part.get_column(S.AROUSAL), s=4, alpha=0.4, label=f"{source} ({part.height})")
+        ax.scatter(
+            part.get_column(S.VALENCE), part.get_column(S.AROUSAL), s=4, alpha=0.4, label=f"{source} ({part.height})"
+        )
     ax.axhline(0, color="grey", lw=0.5)
     ax.axvline(0, color="grey", lw=0.5)
     ax.set(xlim=(-1, 1), ylim=(-1, 1), xlabel="valence", ylabel="arousal", title="track moods")
@@ -129,8 +157,12 @@ def _scatter(df: pl.DataFrame):
     return fig
 
 
-@asset(group_name="mood", deps=[audio_features_imputed, text_embeddings, music_tracks, query_mood_model, audio_mood_model], compute_kind="numpy")
-def track_moods(context: AssetExecutionContext) -> MaterializeResult:
+@asset(
+    group_name="mood",
+    deps=["audio_features_imputed", "text_embeddings", "music_tracks", "query_mood_model", "audio_mood_model"],
+    compute_kind="numpy",
+)
+def track_moods(context: AssetExecutionContext, store: StoreResource) -> MaterializeResult:
     """(valence, arousal) in [-1, 1] for every music track, with ``mood_source`` and confidence.
 
     Evidence: the audio model on extracted features (audio) or on imputed features (imputed,
@@ -141,52 +173,28 @@ def track_moods(context: AssetExecutionContext) -> MaterializeResult:
     or the track's own text). Audio and text are then fused by confidence where both exist
     (``mood.fuse_track_moods``); ``mood_source`` stays audio / text / imputed / fused.
     """
-    audio = load("audio_features_imputed")
-    table, vectors = load_text_embeddings()
-    ids = table.get_column(S.TRACK_ID).to_list()
-    audio = pl.DataFrame({S.TRACK_ID: ids}).join(audio, on=S.TRACK_ID, how="left")
-    audio_model = joblib.load(model_path("audio_mood"))
-    text_model = QueryMoodModel.load(model_path("query_mood"))
-    n = len(ids)
-    audio_pred = np.full((n, 3), np.nan)
-    has_audio = audio.get_column(S.AUDIO_SOURCE).is_in(["extracted", "ensemble", "knn", "prototype", "regression"]).fill_null(False).to_numpy()
-    if has_audio.any():
-        audio_pred[has_audio] = audio_model.predict(audio.filter(pl.Series(has_audio)))
-        conf = audio.get_column(S.AUDIO_CONFIDENCE).fill_null(0.0).to_numpy()
-        audio_pred[has_audio, 2] *= conf[has_audio]
-    is_imputed = (audio.get_column(S.AUDIO_SOURCE) != "extracted").fill_null(True).to_numpy()
-    query_pred = np.full((n, 3), np.nan)
-    has_text = table.get_column("has_text").to_numpy()
-    if has_text.any():
-        docs = table.get_column(S.TEXT_DOC).to_list()
-        rows = np.where(has_text)[0]
-        query_pred[rows] = text_model.predict([docs[i] for i in rows], embeddings=vectors[rows])
-    tracks = pl.DataFrame({S.TRACK_ID: ids}).join(load("music_tracks").select(S.TRACK_ID, S.TAGS), on=S.TRACK_ID, how="left")
-    tags = [split_tags(t) for t in tracks.get_column(S.TAGS).to_list()]
+    layout = store.layout()
+    table, vectors = store.text_embeddings()
     lexicon = MoodLexicon.from_files(data_dir=DATA_DIR)
-    tag_pred = track_tag_moods(tags=tags, lexicon=lexicon, scorer=scorer_for(lexicon=lexicon, data_dir=DATA_DIR))
-    text_pred = moodlib.pool_moods(preds=[query_pred, tag_pred])
-    moods = moodlib.fuse_track_moods(track_ids=ids, audio_pred=audio_pred, audio_is_imputed=is_imputed, text_pred=text_pred)
-    write_table(moods, table_path("track_moods"))
-    present = lambda a: np.isfinite(a[:, 0])  # noqa: E731
-    has_q, has_tag, has_a = present(query_pred), present(tag_pred), present(audio_pred)
-    evidence = {
-        "audio_extracted": int((has_a & ~is_imputed).sum()), "audio_imputed": int((has_a & is_imputed).sum()),
-        "query_model_text": int(has_q.sum()), "tracks_with_tags": int(sum(1 for t in tags if t)),
-        "tag_mood": int(has_tag.sum()), "tag_and_query_text": int((has_tag & has_q).sum()),
-        "tag_only_text": int((has_tag & ~has_q).sum()),
-    }
-    both = has_tag & has_q
-    agree = {}
-    if both.sum() >= 3:
-        for j, axis in enumerate(("valence", "arousal")):
-            agree[f"tag_vs_query_r_{axis}"] = round(float(np.corrcoef(tag_pred[both, j], query_pred[both, j])[0, 1]), 4)
-    return MaterializeResult(metadata={
-        "tracks": moods.height,
-        "by_source": counts_md(value_counts(moods, S.MOOD_SOURCE), key="mood_source"),
-        "evidence": counts_md(evidence, key="evidence", value="tracks"),
-        **{f"evidence_{k}": v for k, v in evidence.items()},
-        **agree,
-        "mean_confidence": round(float(moods.get_column(S.MOOD_CONFIDENCE).mean() or 0.0), 4),
-        "scatter": png_md(_scatter(moods)),
-    })
+    result = mood_of_tracks(
+        text_table=table,
+        vectors=vectors,
+        audio=store.load("audio_features_imputed"),
+        tags=store.load("music_tracks"),
+        audio_model=joblib.load(layout.model("audio_mood")),
+        text_model=QueryMoodModel.load(layout.model("query_mood")),
+        scorer=scorer_for(lexicon=lexicon, data_dir=DATA_DIR),
+    )
+    moods = result.moods
+    store.write(moods, "track_moods")
+    return MaterializeResult(
+        metadata={
+            "tracks": moods.height,
+            "by_source": counts_md(value_counts(moods, S.MOOD_SOURCE), key="mood_source"),
+            "evidence": counts_md(result.evidence, key="evidence", value="tracks"),
+            **{f"evidence_{k}": v for k, v in result.evidence.items()},
+            **result.agreement,
+            "mean_confidence": round(float(moods.get_column(S.MOOD_CONFIDENCE).mean() or 0.0), 4),
+            "scatter": png_md(_scatter(moods)),
+        }
+    )

@@ -17,7 +17,7 @@ def _env_int(name: str, default: int | None) -> int | None:
 
 
 class MoodscapeSettings(ConfigurableResource):
-    """How a run behaves. The store location itself comes from ``MOODSCAPE_HOME`` (pipelines.store)."""
+    """How a run behaves (the store it writes to is the ``store`` resource, ``assets.resources``)."""
 
     crawl: str | None = os.environ.get("MOODSCAPE_CRAWL") or None
     offline: bool = _env_bool("MOODSCAPE_OFFLINE")

@@ -1,7 +1,7 @@
 """Benchmark: the project's audio extractor against a naive librosa baseline on the same clips.
 
 The *project* path is ``pipelines.audio.features.extract_features`` (one decode, one STFT shared by every
-feature). The *naive* path is what the product plan's pseudo-code does: ``librosa.load`` and then
+feature). The *naive* path is the straightforward librosa script: ``librosa.load`` and then
 each librosa feature called on the raw signal, so every call recomputes its own STFT (and
 ``beat_track`` / ``onset_detect`` their own onset envelope, ``tonnetz`` its own CQT chroma).
 
@@ -13,17 +13,18 @@ naive per clip so drift on a shared machine hits both alike. Each clip is the fi
 seconds, as in the pipeline.
 """
 
-import os
+import os  # noqa: I001 (pipelines.audio.features sets NUMBA_CACHE_DIR before librosa loads numba)
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from pipelines.audio import extract
 from pipelines.audio import features as audio
 
-import librosa  # noqa: E402  (pipelines.audio.features has set NUMBA_CACHE_DIR)
-import numpy as np  # noqa: E402
-import pyloudnorm  # noqa: E402
-from tqdm.auto import tqdm  # noqa: E402
+import librosa
+import numpy as np
+import pyloudnorm
+from tqdm.auto import tqdm
 
 AUDIO_SUFFIXES: frozenset[str] = frozenset({".ogg", ".opus", ".oga", ".wav", ".flac", ".mp3", ".m4a", ".aiff", ".aif"})
 GOAL_S_PER_30S_CLIP = 0.25
@@ -137,7 +138,7 @@ def run_bench(
         raise ValueError("no audio clips to benchmark")
     limiter = _limit_threads(threads)
     try:
-        audio.warmup()
+        extract.warmup()
         # Warm-up both paths on the first decodable clip (JIT, caches, page cache); not timed.
         for c in clips:
             try:
@@ -145,7 +146,7 @@ def run_bench(
                 audio.extract_features(path=c, duration=duration)
                 naive_features(y=y, sr=int(sr))
                 break
-            except Exception:  # noqa: BLE001 - an undecodable clip is reported below
+            except Exception:  # an undecodable clip is reported below
                 continue
         rows: list[dict] = []
         failed: list[dict] = []
@@ -161,7 +162,7 @@ def run_bench(
                 # decode alone (the same call both paths start with), timed separately
                 librosa.load(str(c), sr=audio.SR, mono=True, duration=duration)
                 t4 = _cpu()
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 failed.append({"path": str(c), "error": f"{type(exc).__name__}: {exc}"[:300]})
                 continue
             rows.append({

@@ -1,23 +1,6 @@
-"""End-to-end HTTP benchmark of the real service over a synthetic store (``moodscape bench``).
-
-The service is started as a subprocess (``python -m moodscape.cli serve --host 127.0.0.1``) with
-``MOODSCAPE_HOME`` pointing at the synthetic store and its response cache disabled
-(``MOODSCAPE_CACHE_SIZE=0``). Real query texts (Deezer music-NER requests, MTG-Jamendo mood/theme
-tags, MusicCaps aspect lists) are sent over HTTP by a lean asyncio HTTP/1.1 load generator
-(:mod:`bench.httpload`, keep-alive pool) with ``concurrency`` requests in flight; on a small
-machine the client shares the cores with the service, so its CPU cost per request is kept low and
-reported. Full and baseline run in the same process, interleaved in alternating blocks after a
-warm-up, so both see the same machine state.
-
-Output ``bench.json``::
-
-    {"tracks", "full": {"p50_ms","p95_ms","p99_ms","qps","errors","requests",
-                        "client_cpu_ms_per_request" (time.process_time of this process over the
-                        mode's measured blocks / requests), "server_cpu_ms_per_request" (service
-                        utime+stime from /proc/<pid>/stat over the same blocks / requests)},
-     "baseline": {...},
-     "rss_mb" (peak VmRSS = VmHWM of the service), "rss_end_mb", "build_s", "store": {...},
-     "load": {...} (optional soak run with a hot swap)}
+"""``moodscape bench``: the real service over a synthetic store, driven over HTTP with real query
+texts by the lean load generator (:mod:`bench.httpload`); full and baseline alternate in blocks
+after a warm-up, so both see the same machine state. Optional soak run with a hot swap.
 """
 
 import ast
@@ -25,11 +8,6 @@ import asyncio
 import json
 import os
 import random
-import shutil
-import socket
-import subprocess
-import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,11 +17,12 @@ import msgspec
 import numpy as np
 import polars as pl
 
-from pipelines import store
 from bench import synthstore as SS
 from bench.httpload import HttpPool
+from bench.server import hardlink_version, proc_cpu_s, proc_status_mb, start_service
+from pipelines import store
+from pipelines.index import bundle as B
 
-READY_TIMEOUT_S = 900.0
 ROUNDS = 4  # full/baseline blocks alternate this many times
 WARMUP = 16  # requests per mode before measuring
 TOP_K = 10
@@ -65,100 +44,6 @@ def real_queries(*, count: int, seed: int = 0, data_dir: Path = store.DATA_DIR) 
     while len(out) < count:
         out += texts[: count - len(out)]
     return out
-
-
-# ------------------------------------------------------------------------------------ service
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def proc_status_mb(pid: int) -> dict[str, float]:
-    """VmRSS / VmHWM of ``pid`` in MiB (from /proc/<pid>/status)."""
-    out: dict[str, float] = {}
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            key, _, rest = line.partition(":")
-            if key in ("VmRSS", "VmHWM"):
-                out[key] = int(rest.split()[0]) / 1024.0
-    except FileNotFoundError:
-        pass
-    return out
-
-
-_CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def proc_cpu_s(pid: int) -> float:
-    """CPU seconds (utime + stime, all threads) ``pid`` has used so far, from /proc/<pid>/stat; 0.0 if gone."""
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError):
-        return 0.0
-    fields = raw[raw.rindex(")") + 2:].split()  # comm may contain spaces; fields after it start at #3 (state)
-    return (int(fields[11]) + int(fields[12])) / _CLK_TCK  # #14 utime, #15 stime
-
-
-@dataclass
-class Service:
-    """A running ``moodscape serve`` subprocess."""
-
-    proc: subprocess.Popen
-    base_url: str
-    log_path: Path
-    rss_peak_mb: float = 0.0
-    _stop: threading.Event = field(default_factory=threading.Event)
-
-    def sample_rss(self, interval_s: float = 0.25) -> None:
-        def loop() -> None:
-            while not self._stop.is_set() and self.proc.poll() is None:
-                self.rss_peak_mb = max(self.rss_peak_mb, proc_status_mb(self.proc.pid).get("VmRSS", 0.0))
-                self._stop.wait(interval_s)
-
-        threading.Thread(target=loop, daemon=True).start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-
-def start_service(*, home: Path, log_path: Path, env: dict[str, str] | None = None, cwd: Path | None = None) -> Service:
-    """Start the real service on loopback over ``<home>/store`` and wait for /health.
-
-    ``cwd``: the checkout whose ``moodscape serve`` runs (default this one; give ``PYTHONPATH`` in
-    ``env`` too when it is another).
-    """
-    import httpx
-
-    port = _free_port()
-    full_env = {**os.environ, "MOODSCAPE_HOME": str(home), "MOODSCAPE_CACHE_SIZE": "0",
-                "NUMBA_CACHE_DIR": str(store.REPO_ROOT / ".numba_cache"), **(env or {})}
-    log = open(log_path, "wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "moodscape.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
-        env=full_env, stdout=log, stderr=subprocess.STDOUT, cwd=str(cwd or store.REPO_ROOT), start_new_session=True,
-    )
-    svc = Service(proc=proc, base_url=f"http://127.0.0.1:{port}", log_path=log_path)
-    svc.sample_rss()
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"service exited with {proc.returncode}; see {log_path}:\n{log_path.read_text()[-3000:]}")
-        try:
-            if httpx.get(f"{svc.base_url}/health", timeout=2.0).status_code == 200:
-                return svc
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    svc.stop()
-    raise TimeoutError(f"service not ready after {READY_TIMEOUT_S}s; see {log_path}")
 
 
 # ------------------------------------------------------------------------------------ load
@@ -218,7 +103,7 @@ async def _one(client: HttpPool, path: str, body: dict[str, Any], tally: Tally) 
         ok = _results_ok(status, data)
         if not ok and len(tally.error_samples) < 5:
             tally.error_samples.append(f"{status}: {data[:200].decode('utf-8', 'replace')}")
-    except Exception as exc:  # noqa: BLE001 — every failure counts as an error
+    except Exception as exc:
         ok = False
         if len(tally.error_samples) < 5:
             tally.error_samples.append(repr(exc)[:200])
@@ -269,34 +154,12 @@ async def measure(
     return tallies
 
 
-def hardlink_version(*, store_root: Path, source_version: str, new_version: str) -> Path:
-    """A new version folder whose files are hard links of ``source_version`` (manifest rewritten)."""
-    src = store_root / "versions" / source_version
-    tmp = store_root / "versions" / f".{new_version}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    for f in src.iterdir():
-        if f.name == "manifest.json":
-            m = json.loads(f.read_text())
-            m["version"] = new_version
-            (tmp / f.name).write_text(json.dumps(m, indent=2, sort_keys=True))
-        else:
-            os.link(f, tmp / f.name)
-    dst = store_root / "versions" / new_version
-    os.replace(tmp, dst)
-    return dst
-
-
-def switch_current(*, store_root: Path, version: str) -> None:
-    with store.atomic_path(store_root / "CURRENT") as tmp:
-        tmp.write_text(version + "\n")
-
-
 async def soak(
-    *, base_url: str, queries: list[str], clients: int, seconds: float, store_root: Path | None, progress: bool,
+    *, base_url: str, queries: list[str], clients: int, seconds: float, layout: store.StoreLayout | None,
+    progress: bool,
     server_pid: int | None = None,
 ) -> dict[str, Any]:
-    """``clients`` concurrent clients for ``seconds``; with ``store_root``, hot-swap a new version at half time.
+    """``clients`` concurrent clients for ``seconds``; with ``layout``, hot-swap a new version at half time.
 
     With ``server_pid``, the summary's CPU figures include the service's CPU over the whole soak.
     """
@@ -326,9 +189,9 @@ async def soak(
                 swap.update(error="could not read store_version from /health")
                 return
             new = f"{old}-swap{int(time.time())}"
-            await asyncio.to_thread(hardlink_version, store_root=store_root, source_version=old, new_version=new)
+            await asyncio.to_thread(hardlink_version, layout=layout, source_version=old, new_version=new)
             t = time.perf_counter()
-            await asyncio.to_thread(switch_current, store_root=store_root, version=new)
+            await asyncio.to_thread(layout.publish, new)
             swap.update(old=old, new=new, seen_after_s=None)
             while time.perf_counter() < stop_at:
                 await asyncio.sleep(0.25)
@@ -336,16 +199,16 @@ async def soak(
                     if await health_version(client) == new:
                         swap["seen_after_s"] = round(time.perf_counter() - t, 2)
                         return
-                except Exception:  # noqa: BLE001
+                except Exception:
                     pass
 
         t0 = time.perf_counter()
-        jobs = [worker(i) for i in range(clients)] + ([swapper()] if store_root is not None else [])
+        jobs = [worker(i) for i in range(clients)] + ([swapper()] if layout is not None else [])
         with _CpuMeter(tally=tally, server_pid=server_pid):
             await asyncio.gather(*jobs)
         tally.wall_s = time.perf_counter() - t0
     out = {"seconds": seconds, "clients": clients, **tally.summary()}
-    if store_root is not None:
+    if layout is not None:
         out["swap"] = swap
     return out
 
@@ -370,7 +233,17 @@ def run_benchmark(
     service_env: dict[str, str] | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Build/reuse the synthetic store, start the service, measure, write ``out_dir/bench.json``."""
+    """Build/reuse the synthetic store, start the service (response cache off), measure, and write
+    ``out_dir/bench.json``::
+
+        {"tracks", "full": {"p50_ms","p95_ms","p99_ms","qps","errors","requests",
+                            "client_cpu_ms_per_request" (time.process_time of this process over the
+                            mode's measured blocks / requests), "server_cpu_ms_per_request" (service
+                            utime+stime from /proc/<pid>/stat over the same blocks / requests)},
+         "baseline": {...},
+         "rss_mb" (peak VmRSS = VmHWM of the service), "rss_end_mb", "build_s", "store": {...},
+         "load": {...} (optional soak run with a hot swap)}
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     params = SS.SynthParams(n_tracks=n_tracks, seed=seed, prototypes=prototypes, audio_clips=audio_clips,
@@ -381,8 +254,7 @@ def run_benchmark(
     root = SS.build_synth_store(params=params, cache=cache, progress=progress)
     build_s = time.perf_counter() - t
     build_info = json.loads((root / SS.BUILD_INFO).read_text())
-    folder = SS.current_folder(root)
-    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest = json.loads((SS.current_folder(root) / B.MANIFEST_FILE).read_text())
     texts = real_queries(count=queries, seed=seed)
     svc = start_service(home=root.parent, log_path=out_dir / "service.log", env=service_env)
     try:
@@ -393,7 +265,8 @@ def run_benchmark(
         load = None
         if load_seconds > 0:
             load = asyncio.run(soak(base_url=svc.base_url, queries=real_queries(count=5000, seed=seed + 1),
-                                    clients=clients, seconds=load_seconds, store_root=root if swap else None,
+                                    clients=clients, seconds=load_seconds,
+                                    layout=store.StoreLayout(root) if swap else None,
                                     progress=progress, server_pid=svc.proc.pid))
             status_after = proc_status_mb(svc.proc.pid)
             load["rss_mb"] = round(status_after.get("VmHWM", 0.0), 1)

@@ -1,25 +1,10 @@
 """Synthetic serving stores of N tracks for load tests, shaped like the real open data.
 
-Nothing here pretends to be a real catalogue: the manifest says ``synthetic: true`` with the seed.
-What is derived from real data (``data/``, see ``data/NOTICE.md``):
-
-- **prototypes** — a seeded sample of the demo crawl (MusicCaps + MTG-Jamendo + librosa/immich rows,
-  :mod:`pipelines.heal.democorpus`); each synthetic track copies one prototype's title/genre/tags/url.
-- **text vectors** — the prototype's real MiniLM embedding (of its real text document) plus isotropic
-  Gaussian noise (cosine to the prototype ≈ ``1/sqrt(1+TEXT_NOISE²)``), re-normalised.
-- **audio vectors** — real librosa feature vectors of the bundled audio clips (immich + librosa),
-  standardised; a diagonal Gaussian mixture fitted on them is sampled and projected to the same
-  space shape as the real ``audio_index`` asset at scale (PCA to ``audiospace.TARGET_DIMS`` = 64
-  dimensions, then L2-normalised). The 42 clips alone cannot support a 64-component PCA, so the
-  PCA is fitted on ``AUDIO_PCA_FIT`` seeded draws of the mixture.
-- **moods** — the prototype's real lexicon mood (Glasgow/VADER ratings of its text) plus noise.
-- **artists** — real artist names/ids of the open data, drawn Zipf-skewed (a few artists own many
-  tracks); null where the prototype has no artist.
-- **nulls** — genre and tags nulled to the crawl's rates (GENRE_NULL / TAGS_NULL); years stay null
-  (no open source has them); url_status drawn from URL_STATUS_MIX (incl. DEAD).
-
-Stores live in ``<cache>/synth-<N>/versions/<v>`` with a ``CURRENT`` pointer and are reused when
-present (the key is N plus the generation parameters, recorded in the manifest).
+Nothing here pretends to be a real catalogue: the manifest says ``synthetic: true`` with the seed
+and the generation parameters. Every track derives from real open data (``data/``): a demo-crawl
+prototype's metadata, its MiniLM vector plus noise, its lexicon mood plus noise, audio vectors
+sampled from a mixture fitted on the bundled clips' librosa features (see :func:`build_synth_store`).
+Stores are reused by N while their generation key is unchanged.
 """
 
 import json
@@ -31,9 +16,10 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from pipelines.index import bundle as B
 from pipelines import schema as S
 from pipelines import store
+from pipelines.index import bundle as B
+from pipelines.index.version import write_version_chunked
 
 TEXT_NOISE = 0.55  # noise norm relative to the unit prototype vector (cos ≈ 0.88)
 AUDIO_DIMS_NOTE = "standardised librosa FEATURE_COLUMNS"
@@ -45,7 +31,7 @@ MOOD_NULL = 0.04
 AUDIO_RATE = 0.6  # share of tracks with an audio vector
 PLAYS_NULL = 0.2
 URL_STATUS_MIX: dict[str, float] = {
-    "VALID": 0.66, "UNKNOWN": 0.14, "MOVED": 0.04, "REQUIRES_AUTH": 0.02, "BLOCKED": 0.02, "DEAD": 0.12,
+    S.VALID: 0.66, S.UNKNOWN: 0.14, S.MOVED: 0.04, S.REQUIRES_AUTH: 0.02, S.BLOCKED: 0.02, S.DEAD: 0.12,
 }
 AUDIO_PCA_FIT = 20_000  # mixture draws the synthetic audio PCA is fitted on
 SYNTH_VERSION = "synth-v3"  # v3: 64-d PCA audio space (v2: 76-d standardised features)
@@ -76,19 +62,19 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("MOODSCAPE_SYNTH_CACHE") or store.home() / "synth").resolve()
 
 
-BUILD_INFO = "build.json"  # {"build_s", "key"} beside CURRENT
+BUILD_INFO = "build.json"  # {"build_s", "key", "version"} in the store root
 
 
 def store_dir(*, cache: Path, n_tracks: int) -> Path:
-    """The store root ``<cache>/synth-<N>/store`` (its parent is a ``MOODSCAPE_HOME``)."""
-    return Path(cache) / f"synth-{n_tracks}" / "store"
+    """The store root of ``<cache>/synth-<N>`` (that folder is a ``MOODSCAPE_HOME``)."""
+    return store.StoreLayout.under_home(Path(cache) / f"synth-{n_tracks}").root
 
 
 # ------------------------------------------------------------------------------------ real inputs
 def load_prototypes(*, cache: Path, count: int, seed: int, progress: bool = True) -> tuple[pl.DataFrame, np.ndarray]:
     """``count`` real demo-crawl rows (with a text doc) and their (count, 384) MiniLM vectors (cached)."""
-    from pipelines.heal import democorpus
     from pipelines.embed.sentence import embed_texts
+    from pipelines.heal import democorpus
     from pipelines.heal.textdoc import add_text_docs
 
     tag = f"prototypes-{count}-{seed}"
@@ -114,12 +100,13 @@ def load_audio_features(*, cache: Path, clips: int, progress: bool = True) -> np
     path = Path(cache) / f"audio-features-{clips}.npy"
     if path.exists():
         return np.load(path)
+    from pipelines.audio import extract
     from pipelines.audio import features as audio
 
     files = sorted((store.DATA_DIR / "audio" / "immich" / "tracks").rglob("*.ogg"))
     files += sorted((store.DATA_DIR / "audio" / "librosa").glob("*.ogg"))
     files = files[:clips]
-    frame = audio.extract_many(items=[(f.stem, str(f)) for f in files], workers=1, progress=progress)
+    frame = extract.extract_many(items=[(f.stem, str(f)) for f in files], workers=1, progress=progress)
     feats = frame.select(audio.FEATURE_COLUMNS).drop_nulls().to_numpy().astype(np.float64)
     if feats.shape[0] < 2:
         raise RuntimeError("fewer than 2 real audio clips could be analysed")
@@ -132,7 +119,7 @@ def query_mood_model(*, cache: Path, rows: int, progress: bool = True) -> Path:
     path = Path(cache) / f"query_mood-{max(rows, 200)}.joblib"
     if path.exists():
         return path
-    from pipelines.mood import query as Q
+    from pipelines.mood import query_training as Q
 
     gl = Q.load_glasgow_words(data_dir=store.DATA_DIR)
     eb = Q.load_emobank(data_dir=store.DATA_DIR, split="train")
@@ -211,9 +198,11 @@ class SynthSource:
         return x
 
 
-def _tracks(*, params: SynthParams, protos: pl.DataFrame, artists: list[str], rng: np.random.Generator) -> tuple[pl.DataFrame, _Plan]:
-    from pipelines.mood.lexicon import MoodLexicon
+def _tracks(
+    *, params: SynthParams, protos: pl.DataFrame, artists: list[str], rng: np.random.Generator,
+) -> tuple[pl.DataFrame, _Plan]:
     from pipelines.heal.textdoc import split_tags
+    from pipelines.mood.lexicon import MoodLexicon
 
     n = params.n_tracks
     p_idx = rng.integers(0, protos.height, size=n)
@@ -258,7 +247,8 @@ def _tracks(*, params: SynthParams, protos: pl.DataFrame, artists: list[str], rn
         S.URL_STATUS: pl.Series(status.tolist(), dtype=pl.String),
         S.PLAYBACK_COUNT: pl.Series(np.where(plays_null, None, plays).tolist(), dtype=pl.Int64),
         S.VALENCE: pl.Series(va[:, 0]).fill_nan(None), S.AROUSAL: pl.Series(va[:, 1]).fill_nan(None),
-        S.MOOD_SOURCE: pl.Series(np.where(mood_null, None, np.where(has_audio, "fused", "text")).tolist(), dtype=pl.String),
+        S.MOOD_SOURCE: pl.Series(np.where(mood_null, None, np.where(has_audio, "fused", "text")).tolist(),
+                                 dtype=pl.String),
         S.MOOD_CONFIDENCE: pl.Series(np.where(mood_null, np.nan, conf).astype(np.float32)).fill_nan(None),
         S.AUDIO_SOURCE: pl.Series(np.where(has_audio, "extracted", "none").tolist(), dtype=pl.String),
         S.TEXT_DOC: pl.Series([None] * n, dtype=pl.String),  # the vectors carry the text; saves memory
@@ -268,20 +258,32 @@ def _tracks(*, params: SynthParams, protos: pl.DataFrame, artists: list[str], rn
 
 
 def build_synth_store(*, params: SynthParams, cache: Path | None = None, progress: bool = True) -> Path:
-    """Build (or reuse) ``<cache>/synth-<N>`` and return its store root (with CURRENT).
+    """Build (or reuse) ``<cache>/synth-<N>`` and return its store root (with a published version).
 
-    Reused when CURRENT points at a version whose manifest has the same generation key.
+    Reused when the published version was built with the same generation key. What derives from
+    real data (``data/``, see ``data/NOTICE.md``):
+
+    - **prototypes**: a seeded sample of the demo crawl (MusicCaps + MTG-Jamendo + librosa/immich
+      rows); each synthetic track copies one prototype's title/genre/tags/url.
+    - **text vectors**: the prototype's real MiniLM embedding plus isotropic Gaussian noise
+      (cosine to the prototype ≈ ``1/sqrt(1+TEXT_NOISE²)``), re-normalised.
+    - **audio vectors**: a diagonal Gaussian mixture fitted on the standardised librosa features
+      of the bundled clips, sampled and projected like the real ``audio_index`` asset (PCA to
+      ``audio.space.TARGET_DIMS`` dimensions, fitted on ``AUDIO_PCA_FIT`` draws, then L2-normalised).
+    - **moods**: the prototype's lexicon mood (Glasgow/VADER ratings of its text) plus noise.
+    - **artists**: real artist names of the open data, drawn Zipf-skewed; null where the
+      prototype has none. Genre/tags nulled at GENRE_NULL/TAGS_NULL; url_status from URL_STATUS_MIX.
     """
     import time
 
     t0 = time.perf_counter()
     cache = Path(cache or default_cache_dir())
     root = store_dir(cache=cache, n_tracks=params.n_tracks)
-    pointer = root / "CURRENT"
-    if pointer.exists() and (root / BUILD_INFO).exists():
+    layout = store.StoreLayout(root)
+    folder = layout.current_version_dir()
+    if folder is not None and (root / BUILD_INFO).exists():
         try:
             info = json.loads((root / BUILD_INFO).read_text())
-            folder = root / "versions" / pointer.read_text().strip()
             if info.get("key") == params.key() and (folder / B.MANIFEST_FILE).exists():
                 return root
         except (FileNotFoundError, json.JSONDecodeError):
@@ -302,9 +304,8 @@ def build_synth_store(*, params: SynthParams, cache: Path | None = None, progres
     source = SynthSource(params=params, proto_vectors=proto_vectors, audio_feats=audio_feats, plan=plan)
     plan.audio_comp = rng.choice(len(source.gmm.weights_), size=params.n_tracks, p=source.gmm.weights_)
     version = f"{SYNTH_VERSION}-{params.n_tracks}-s{params.seed}"
-    folder = root / "versions" / version
-    B.write_bundle_chunked(
-        folder=folder, tracks=tracks, text_chunk=source.text, audio_chunk=source.audio,
+    write_version_chunked(
+        folder=layout.version_dir(version), tracks=tracks, text_chunk=source.text, audio_chunk=source.audio,
         audio_dim=source.audio_dim, query_mood_model_path=model_path, factory=params.factory,
         chunk=params.chunk, progress=progress, publish_vectors=params.publish_vectors,
         extra_manifest={"synthetic": {
@@ -314,15 +315,17 @@ def build_synth_store(*, params: SynthParams, cache: Path | None = None, progres
             "artist_zipf_s": ARTIST_ZIPF_S, "audio_rate": AUDIO_RATE, "url_status_mix": URL_STATUS_MIX,
         }},
     )
-    with store.atomic_path(pointer) as tmp:
-        tmp.write_text(version + "\n")
+    layout.publish(version)
     store.write_json({"build_s": time.perf_counter() - t0, "key": params.key(), "version": version}, root / BUILD_INFO)
     return root
 
 
 def current_folder(root: Path) -> Path:
-    """``<root>/versions/$(CURRENT)``."""
-    return Path(root) / "versions" / (Path(root) / "CURRENT").read_text().strip()
+    """The published version folder of the store at ``root``."""
+    folder = store.StoreLayout(Path(root)).current_version_dir()
+    if folder is None:
+        raise FileNotFoundError(f"no published version under {root}")
+    return folder
 
 
 def synth_summary(tracks: pl.DataFrame) -> dict[str, Any]:
@@ -334,5 +337,5 @@ def synth_summary(tracks: pl.DataFrame) -> dict[str, Any]:
         "tags_null": tracks[S.TAGS].null_count() / n,
         "artist_null": tracks[S.ARTIST].null_count() / n,
         "top1pct_artist_share": float(counts[: max(1, len(counts) // 100)].sum() / max(1, counts.sum())),
-        "dead": float((tracks[S.URL_STATUS] == "DEAD").sum() / n),
+        "dead": float((tracks[S.URL_STATUS] == S.DEAD).sum() / n),
     }

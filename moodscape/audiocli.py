@@ -14,8 +14,8 @@ BENCH_FILE = "bench_audio.json"
 
 def cmd_bench_audio(args: argparse.Namespace) -> int:
     """Benchmark on every audio file under ``args.paths``; exit 2 when there is nothing to time."""
-    from pipelines import store
     from bench.audio import collect_clips, run_bench
+    from pipelines import store
 
     try:
         clips = collect_clips(paths=args.paths)

@@ -10,36 +10,26 @@ import sys
 import time
 from pathlib import Path
 
+from moodscape.env import prepare_env
 from pipelines import store
+from pipelines.errors import MoodscapeError, UnavailableError
 
-
-def _prepare_env() -> None:
-    home = store.home()
-    os.environ.setdefault("DAGSTER_HOME", str(store.dagster_home()))
-    os.environ.setdefault("NUMBA_CACHE_DIR", str(home / "numba_cache"))
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    dh = Path(os.environ["DAGSTER_HOME"])
-    dh.mkdir(parents=True, exist_ok=True)
-    cfg = dh / "dagster.yaml"
-    if not cfg.exists():
-        src = store.REPO_ROOT / "dagster.yaml"
-        cfg.write_text(src.read_text() if src.exists() else "telemetry:\n  enabled: false\n")
+EXIT_DOMAIN_ERROR = 2  # the input cannot be used, or there is nothing to serve
 
 
 def cmd_materialize(args: argparse.Namespace) -> int:
-    _prepare_env()
+    prepare_env()
     from dagster import DagsterInstance
 
-    from assets.definitions import materialize_all
+    from assets.build import materialize_all
     from assets.settings import MoodscapeSettings
 
     overrides = {"progress": not args.quiet}
     if args.offline:
         overrides["offline"] = True
     settings = MoodscapeSettings(**overrides)
-    print(f"materializing every asset into {store.store_root()} (Dagster home {os.environ['DAGSTER_HOME']})", flush=True)
+    print(f"materializing every asset into {store.store_root()} (Dagster home {os.environ['DAGSTER_HOME']})",
+          flush=True)
     started = time.perf_counter()
     # ingest, then the link checks one run per hash shard, then the rest of the graph
     results = materialize_all(instance=DagsterInstance.get(), resources={"settings": settings}, raise_on_error=False)
@@ -59,10 +49,8 @@ def cmd_materialize(args: argparse.Namespace) -> int:
 def _configure_serving_threads() -> int:
     """Intra-op threads for the query encoder and FAISS in the service (``MOODSCAPE_SERVE_THREADS``, default 1).
 
-    The service parallelises across requests (a thread per request plus the batching query
-    encoder); letting each model call and each one-query search also spawn a thread per core
-    oversubscribes a small machine (measured on 2 cores at 1M tracks: p50 148 → 97 ms, QPS 26 → 40
-    with 1 thread).
+    The service parallelises across requests (a thread per request); letting each model call and
+    each one-query search also spawn a thread per core oversubscribes the cores.
     """
     threads = max(1, int(os.environ.get("MOODSCAPE_SERVE_THREADS", "1")))
     # OpenMP reads its default team size once, at load, and threads other than the caller do not
@@ -78,16 +66,22 @@ def _configure_serving_threads() -> int:
     return threads
 
 
+def _require_published_store() -> Path:
+    """The published version folder of ``MOODSCAPE_HOME``; UnavailableError when there is none."""
+    folder = store.current_version_dir()
+    if folder is None:
+        raise UnavailableError(f"no published store under {store.store_root()}: run `make materialize` first")
+    return folder
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
-    _prepare_env()
+    prepare_env()
     threads = _configure_serving_threads()
     import uvicorn
 
     from serving.app import create_app
 
-    if store.read_current_version() is None:
-        print(f"no published store under {store.store_root()}: run `make materialize` first", file=sys.stderr)
-        return 2
+    _require_published_store()
     base = f"http://{args.host}:{args.port}"
     print(
         f"Moodscape API:   {base}/recommend (POST)\n"
@@ -103,14 +97,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_recommend(args: argparse.Namespace) -> int:
-    _prepare_env()
+    prepare_env()
     from pipelines.index.bundle import load_bundle
-    from pipelines.rank.recommender import RecommendRequest, Recommender
+    from pipelines.rank.recommender import Recommender, RecommendRequest
 
-    folder = store.current_version_dir()
-    if folder is None:
-        print(f"no published store under {store.store_root()}: run `make materialize` first", file=sys.stderr)
-        return 2
+    folder = _require_published_store()
     recommender = Recommender(load_bundle(folder))
     result = recommender.recommend(RecommendRequest(query=args.query, top_k=args.top_k, mode=args.mode))
     if args.json:
@@ -122,7 +113,8 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     mood = result.mood_detected
-    table = Table(title=f"{args.query!r} → valence {mood.valence:+.2f}, arousal {mood.arousal:+.2f} ({result.query_type})")
+    title = f"{args.query!r} → valence {mood.valence:+.2f}, arousal {mood.arousal:+.2f} ({result.query_type})"
+    table = Table(title=title)
     for col in ("#", "score", "title / track", "artist", "genre", "valence", "arousal", "mood src", "link"):
         table.add_column(col)
     for i, r in enumerate(result.results, 1):
@@ -134,42 +126,12 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_evaluate(args: argparse.Namespace) -> int:
-    _prepare_env()
-    from assets.evalstore import build_store_from_corpus
-    from pipelines.measure.handle import BundleStoreHandle
-    from pipelines.measure.run import EvaluationInputError, run_evaluation
-
-    handles: list[BundleStoreHandle] = []
-
-    def build_store(corpus, workdir: Path) -> BundleStoreHandle:
-        folder = build_store_from_corpus(corpus=corpus, workdir=workdir, offline=args.offline, workers=args.workers)
-        handle = BundleStoreHandle(folder)
-        handles.append(handle)
-        return handle
-
-    try:
-        report = run_evaluation(
-            corpus_path=Path(args.corpus), labels_path=Path(args.labels) if args.labels else None,
-            queries_path=Path(args.queries) if args.queries else None, out_dir=Path(args.out),
-            build_store=build_store, progress=True,
-            workdir=Path(args.workdir) if args.workdir else None,
-        )
-    except EvaluationInputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    finally:
-        for h in handles:
-            h.close()
-    print(json.dumps(report, indent=None if args.json else 2))
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="moodscape", description="Mood-aware music recommender.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("materialize", help="build every asset (heal → audio → mood → indices) and publish a store version")
+    p = sub.add_parser("materialize",
+                       help="build every asset (heal → audio → mood → indices) and publish a store version")
     p.add_argument("--offline", action="store_true", help="no network: link checks record UNKNOWN/offline")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_materialize)
@@ -186,19 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the response as JSON")
     p.set_defaults(func=cmd_recommend)
 
-    p = sub.add_parser("evaluate", help="build a store from a labelled corpus and measure moods and rankings (full vs SBERT baseline)")
-    p.add_argument("--corpus", required=True, help="CSV or Parquet in the crawl schema with track_id (and optional audio_path)")
-    p.add_argument("--labels", help="CSV track_id,valence,arousal in [-1, 1] (scoring only; never reaches the pipeline)")
-    p.add_argument("--queries", help="CSV query,valence,arousal in [-1, 1]")
-    p.add_argument("--out", required=True, help="folder for report.json, report.md and plots")
-    p.add_argument("--offline", action="store_true", help="no network at all (links recorded UNKNOWN/offline)")
-    p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--workdir", help="keep the evaluation store here instead of a temp folder")
-    p.add_argument("--json", action="store_true", help="print the report as one JSON line")
-    p.set_defaults(func=cmd_evaluate)
+    from moodscape import evalcli, healcli
 
-    from moodscape import healcli
-
+    evalcli.register(sub)  # evaluate
     healcli.register(sub)  # ingest, check-links
     from moodscape import audiocli
 
@@ -210,8 +162,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; a domain error (bad input, nothing published) prints ``error: …`` to
+    stderr and exits 2."""
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except MoodscapeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_DOMAIN_ERROR
 
 
 if __name__ == "__main__":

@@ -31,7 +31,13 @@ HTTP_CODE = "http_code"
 FINAL_URL = "final_url"
 REASON = "reason"
 CHECKED_AT = "checked_at"
-LINK_STATUSES: tuple[str, ...] = ("VALID", "MOVED", "REQUIRES_AUTH", "DEAD", "UNKNOWN", "BLOCKED")
+VALID = "VALID"
+MOVED = "MOVED"
+REQUIRES_AUTH = "REQUIRES_AUTH"
+DEAD = "DEAD"
+UNKNOWN = "UNKNOWN"
+BLOCKED = "BLOCKED"
+LINK_STATUSES: tuple[str, ...] = (VALID, MOVED, REQUIRES_AUTH, DEAD, UNKNOWN, BLOCKED)
 
 # --- music filter / imputation -----------------------------------------------------------
 IS_MUSIC = "is_music"

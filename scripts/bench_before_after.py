@@ -25,6 +25,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench import server  # noqa: E402
 from bench import service as B  # noqa: E402
 
 SYNTH_ARGS = ["--prototypes", "2000", "--audio-clips", "42", "--mood-model-rows", "1000"]
@@ -40,20 +41,20 @@ def ensure_store(*, checkout: Path, tracks: int, cache: Path, work: Path) -> Pat
     return Path(json.loads((out / "bench.json").read_text())["store"]["root"])
 
 
-def serve(*, checkout: Path, root: Path, log: Path) -> B.Service:
+def serve(*, checkout: Path, root: Path, log: Path) -> server.Service:
     """``moodscape serve`` from ``checkout`` over ``root`` (response cache off), ready."""
-    return B.start_service(home=root.parent, log_path=log, env={"PYTHONPATH": str(checkout)}, cwd=checkout)
+    return server.start_service(home=root.parent, log_path=log, env={"PYTHONPATH": str(checkout)}, cwd=checkout)
 
 
 def measure_side(*, checkout: Path, root: Path, concurrency: list[int], queries: list[str], log: Path) -> dict:
     svc = serve(checkout=checkout, root=root, log=log)
-    out: dict = {"store": str(root), "rss_ready_mb": round(B.proc_status_mb(svc.proc.pid).get("VmRSS", 0.0), 1)}
+    out: dict = {"store": str(root), "rss_ready_mb": round(server.proc_status_mb(svc.proc.pid).get("VmRSS", 0.0), 1)}
     try:
         for c in concurrency:
             tallies = asyncio.run(B.measure(base_url=svc.base_url, queries=queries, concurrency=c,
                                             progress=False, server_pid=svc.proc.pid))
             out[f"c{c}"] = {mode: t.summary() for mode, t in tallies.items()}
-        out["rss_peak_mb"] = round(max(B.proc_status_mb(svc.proc.pid).get("VmHWM", 0.0), svc.rss_peak_mb), 1)
+        out["rss_peak_mb"] = round(max(server.proc_status_mb(svc.proc.pid).get("VmHWM", 0.0), svc.rss_peak_mb), 1)
     finally:
         svc.stop()
     return out
@@ -74,7 +75,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         before = work / "before"
-        subprocess.run(["git", "-C", str(REPO), "worktree", "add", "-q", "--detach", str(before), args.before], check=True)
+        subprocess.run(["git", "-C", str(REPO), "worktree", "add", "-q", "--detach", str(before), args.before],
+                       check=True)
         try:
             result = {}
             for name, checkout, cache in (("before", before, args.before_cache or default_cache),

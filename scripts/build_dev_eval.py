@@ -3,7 +3,7 @@
 
     python scripts/build_dev_eval.py --out /tmp/deveval [--parts deezer,emobank,emopia]
 
-The builders live in ``pipelines/deveval.py`` (its docstring says what each part holds).
+The builders live in ``pipelines/measure/deveval.py`` (``PARTS_DOC`` says what each part holds).
 """
 
 import argparse
@@ -13,11 +13,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipelines.measure import deveval  # noqa: E402
-from pipelines.measure.deveval import (  # noqa: E402
-    DEFAULT_DEV_EVAL, PARTS, build_deezer, build_emobank, build_emopia, z_to_unit,  # noqa: F401 (re-exported: tests use the script module)
-)
-from pipelines.store import atomic_path  # noqa: E402
+from pipelines.measure import deveval
+from pipelines.measure.deveval import DEFAULT_DEV_EVAL, PARTS, build_deezer, build_emobank, build_emopia
+from pipelines.store import atomic_path
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -64,7 +62,7 @@ def _write_readme(out: Path, status: Sequence[str]) -> None:
         "# Moodscape dev-eval sets (built by scripts/build_dev_eval.py)\n\n"
         "Evaluation only: never copy into the project, never train on them.\n\n"
         + "\n".join(f"- {s}" for s in status) + "\n\n"
-        + (deveval.__doc__ or "").split("\n\n", 2)[-1]
+        + deveval.PARTS_DOC
     )
     with atomic_path(out / "README.md", ".md") as tmp:
         tmp.write_text(text, encoding="utf-8")

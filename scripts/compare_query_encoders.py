@@ -27,9 +27,8 @@ import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipelines.mood import lexicon
-
 from pipelines import store
+from pipelines.mood import lexicon
 
 Encoder = Callable[[Sequence[str]], np.ndarray]
 
@@ -107,8 +106,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     import torch
 
-    from pipelines.embed.sentence import embed_texts, load_encoder
     from pipelines.embed.query import QueryEncoder, bf16_supported
+    from pipelines.embed.sentence import embed_texts, load_encoder
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     queries = load_queries(n=args.n, seed=args.seed)

@@ -4,14 +4,13 @@ Keys are the normalised request (query lower-cased with whitespace collapsed; ev
 canonical, key-sorted msgspec JSON, defaults included) plus the served store version, so a hot
 reload never serves a response computed from the previous version.
 
-Redis is optional (``MOODSCAPE_REDIS_URL``). Its calls use short socket timeouts, and a circuit
+Redis is optional (``ServingSettings.redis_url``). Its calls use short socket timeouts, and a circuit
 breaker skips Redis for ``breaker_s`` seconds after any error: requests keep being served from the
 LRU or computed, never failed, while Redis is down.
 """
 
 import hashlib
 import logging
-import os
 import threading
 import time
 from collections import OrderedDict
@@ -21,12 +20,14 @@ from typing import Any, Literal, TypeVar
 
 import msgspec
 
+from serving.settings import ServingSettings
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T", bound=msgspec.Struct)
 
-DEFAULT_SIZE = 1024
-DEFAULT_TTL_S = 600
+DEFAULT_SIZE = ServingSettings.cache_size
+DEFAULT_TTL_S = ServingSettings.redis_ttl_s
 DEFAULT_BREAKER_S = 5.0
 DEFAULT_SOCKET_TIMEOUT_S = 0.1
 KEY_PREFIX = "moodscape:resp:v1:"
@@ -92,12 +93,9 @@ class ResponseCache:
             )
 
     @classmethod
-    def from_env(cls) -> "ResponseCache":
-        """``MOODSCAPE_CACHE_SIZE`` (default 1024, 0 disables), ``MOODSCAPE_REDIS_URL`` (optional),
-        ``MOODSCAPE_REDIS_TTL_S`` (default 600)."""
-        size = int(os.environ.get("MOODSCAPE_CACHE_SIZE", DEFAULT_SIZE))
-        ttl = int(os.environ.get("MOODSCAPE_REDIS_TTL_S", DEFAULT_TTL_S))
-        return cls(capacity=max(size, 0), redis_url=os.environ.get("MOODSCAPE_REDIS_URL") or None, ttl_s=ttl)
+    def from_settings(cls, settings: ServingSettings) -> "ResponseCache":
+        """The cache the settings describe (LRU size, optional Redis URL and TTL)."""
+        return cls(capacity=settings.cache_size, redis_url=settings.redis_url, ttl_s=settings.redis_ttl_s)
 
     # ------------------------------------------------------------------ redis with a breaker
     def _redis_usable(self) -> bool:

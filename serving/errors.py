@@ -1,20 +1,24 @@
-"""One mapping from errors to JSON HTTP responses: bad input is 4xx with the field named, never 500."""
+"""One mapping from errors to JSON HTTP responses: bad input is 4xx with the field named, never 500.
+
+Domain errors (:mod:`pipelines.errors`) map here and nowhere else: InvalidInputError → 400 naming
+its field, UnknownTrackError → 400 naming its field (404 for the path's ``track_id``),
+ConflictError → 409, UnavailableError → 503. Request bodies that fail the msgspec schema are 400s
+naming the field too.
+"""
 
 from typing import Any
 
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, NotFoundException, ValidationException
-from litestar.status_codes import HTTP_400_BAD_REQUEST, HTTP_404_NOT_FOUND, HTTP_500_INTERNAL_SERVER_ERROR
+from litestar.status_codes import (
+    HTTP_400_BAD_REQUEST,
+    HTTP_404_NOT_FOUND,
+    HTTP_409_CONFLICT,
+    HTTP_500_INTERNAL_SERVER_ERROR,
+    HTTP_503_SERVICE_UNAVAILABLE,
+)
 
-from pipelines.rank.recommender import UnknownTrackError
-
-
-class TrackNotFound(Exception):
-    """No track with this id in the served version."""
-
-    def __init__(self, track_id: str) -> None:
-        super().__init__(track_id)
-        self.track_id = track_id
+from pipelines.errors import ConflictError, InvalidInputError, UnavailableError, UnknownTrackError
 
 
 def _field_name(key: Any) -> str:
@@ -36,32 +40,44 @@ def _validation_items(extra: Any) -> list[dict[str, str]]:
     return items
 
 
-def validation_handler(_: Request, exc: ValidationException) -> Response:
-    items = _validation_items(exc.extra)
-    detail = "; ".join(f"{i['field']}: {i['message']}" for i in items) or str(exc.detail)
+def _bad_request(items: list[dict[str, str]], fallback: str) -> Response:
+    detail = "; ".join(f"{i['field']}: {i['message']}" for i in items) or fallback
     return Response(
         {"status_code": HTTP_400_BAD_REQUEST, "detail": detail, "extra": items},
         status_code=HTTP_400_BAD_REQUEST,
     )
 
 
-def not_found_handler(_: Request, exc: Exception) -> Response:
-    detail = f"track {exc.track_id!r} not found" if isinstance(exc, TrackNotFound) else str(
-        getattr(exc, "detail", "not found")
-    )
-    return Response({"status_code": HTTP_404_NOT_FOUND, "detail": detail}, status_code=HTTP_404_NOT_FOUND)
+def _status(status: int, detail: str) -> Response:
+    return Response({"status_code": status, "detail": detail}, status_code=status)
 
 
-def field_error(field: str, message: str) -> ValidationException:
-    """A 400 naming ``field`` (e.g. ``requests[3].seed_track_ids``)."""
-    return ValidationException(message, extra=[{"key": field, "message": message}])
+def validation_handler(_: Request, exc: ValidationException) -> Response:
+    return _bad_request(_validation_items(exc.extra), str(exc.detail))
 
 
-def unknown_track_handler(request: Request, exc: UnknownTrackError) -> Response:
+def invalid_input_handler(_: Request, exc: InvalidInputError) -> Response:
+    return _bad_request([{"field": exc.field, "message": str(exc)}], str(exc))
+
+
+def unknown_track_handler(_: Request, exc: UnknownTrackError) -> Response:
     """An unknown seed id is bad input (400 naming the field); an unknown path id is a 404."""
     if exc.field == "track_id":
-        return not_found_handler(request, TrackNotFound(exc.track_id))
-    return validation_handler(request, field_error(exc.field, f"unknown track id {exc.track_id!r}"))
+        return _status(HTTP_404_NOT_FOUND, f"track {exc.track_id!r} not found")
+    message = f"unknown track id {exc.track_id!r}"
+    return _bad_request([{"field": exc.field, "message": message}], message)
+
+
+def conflict_handler(_: Request, exc: ConflictError) -> Response:
+    return _status(HTTP_409_CONFLICT, str(exc))
+
+
+def unavailable_handler(_: Request, exc: UnavailableError) -> Response:
+    return _status(HTTP_503_SERVICE_UNAVAILABLE, str(exc))
+
+
+def not_found_handler(_: Request, exc: NotFoundException) -> Response:
+    return _status(HTTP_404_NOT_FOUND, str(getattr(exc, "detail", "not found")))
 
 
 def http_handler(_: Request, exc: HTTPException) -> Response:
@@ -74,16 +90,15 @@ def http_handler(_: Request, exc: HTTPException) -> Response:
 
 def internal_handler(request: Request, exc: Exception) -> Response:
     request.logger.exception("unhandled error: %s", exc)
-    return Response(
-        {"status_code": HTTP_500_INTERNAL_SERVER_ERROR, "detail": "internal server error"},
-        status_code=HTTP_500_INTERNAL_SERVER_ERROR,
-    )
+    return _status(HTTP_500_INTERNAL_SERVER_ERROR, "internal server error")
 
 
 EXCEPTION_HANDLERS = {
     ValidationException: validation_handler,
-    TrackNotFound: not_found_handler,
+    InvalidInputError: invalid_input_handler,
     UnknownTrackError: unknown_track_handler,
+    ConflictError: conflict_handler,
+    UnavailableError: unavailable_handler,
     NotFoundException: not_found_handler,
     HTTPException: http_handler,
     Exception: internal_handler,

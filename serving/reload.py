@@ -1,14 +1,13 @@
 """Hot reload: the served Recommender lives in a holder that can swap it without failing requests.
 
 Every request takes a *lease* on the current generation (a refcount under a lock). A reload
-(background poll of ``<store_root>/CURRENT`` every ``MOODSCAPE_RELOAD_INTERVAL_S`` seconds, or
+(background poll of the store's published-version pointer every ``interval_s`` seconds, or
 ``POST /admin/reload``) loads the new bundle, builds and warms its Recommender off the request
 path, swaps the reference atomically, and closes the old Recommender only when its last lease is
 released. A failed load keeps the old version serving and is reported (``last_error``).
 """
 
 import logging
-import os
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -16,36 +15,23 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from pipelines.rank import recommender as ranking
+from pipelines.errors import ConflictError, UnavailableError
 from pipelines.index.bundle import Bundle, load_bundle
+from pipelines.rank.recommender import Recommender
+from pipelines.rank.types import RecommendRequest
+from pipelines.store import StoreLayout
 
 log = logging.getLogger(__name__)
 
-DEFAULT_INTERVAL_S = 2.0
-
-RecommenderFactory = Callable[[Bundle], ranking.Recommender]
-
-
-def read_pointer(store_root: Path) -> str | None:
-    """The version id in ``<store_root>/CURRENT`` (None when absent or empty)."""
-    try:
-        value = (Path(store_root) / "CURRENT").read_text().strip()
-    except FileNotFoundError:
-        return None
-    return value or None
-
-
-def interval_from_env() -> float:
-    """``MOODSCAPE_RELOAD_INTERVAL_S`` (default 2 s)."""
-    return float(os.environ.get("MOODSCAPE_RELOAD_INTERVAL_S", DEFAULT_INTERVAL_S))
+RecommenderFactory = Callable[[Bundle], Recommender]
 
 
 @dataclass(eq=False)
 class Generation:
     """One loaded version: its Recommender, the pointer value it came from, and its leases."""
 
-    recommender: ranking.Recommender
-    pointer: str | None  # the CURRENT value (None for a fixed bundle_dir)
+    recommender: Recommender
+    pointer: str | None  # the published version id it came from (None for a fixed bundle_dir)
     loaded_at: datetime
     leases: int = 0
     retired: bool = False
@@ -61,7 +47,7 @@ def build_generation(*, folder: Path, pointer: str | None, factory: RecommenderF
     rec = factory(load_bundle(folder))
     try:
         rec.encoder(["warm-up"])
-        rec.recommend(ranking.RecommendRequest(query="warm-up", top_k=1))
+        rec.recommend(RecommendRequest(query="warm-up", top_k=1))
     except Exception:
         rec.close()
         raise
@@ -72,7 +58,6 @@ class RecommenderHolder:
     """The current :class:`Generation`, leased per request, swapped by :meth:`reload`.
 
     ``store_root`` None means a fixed bundle: no polling, :meth:`reload` is refused.
-    ``on_swap(recommender)`` is called after each swap (e.g. to mirror it into ``app.state``).
     """
 
     def __init__(
@@ -81,14 +66,13 @@ class RecommenderHolder:
         initial: Generation,
         factory: RecommenderFactory,
         store_root: Path | None = None,
-        interval_s: float = DEFAULT_INTERVAL_S,
-        on_swap: Callable[[ranking.Recommender], None] | None = None,
+        interval_s: float = 2.0,
     ) -> None:
         self._gen = initial
         self._factory = factory
         self.store_root = None if store_root is None else Path(store_root)
+        self._layout = None if store_root is None else StoreLayout(Path(store_root))
         self.interval_s = float(interval_s)
-        self._on_swap = on_swap
         self._lock = threading.Lock()  # guards _gen and lease counts
         self._reload_lock = threading.Lock()  # one reload at a time
         self._stop = threading.Event()
@@ -106,7 +90,7 @@ class RecommenderHolder:
 
     # ------------------------------------------------------------------ leases
     @contextmanager
-    def lease(self) -> Iterator[ranking.Recommender]:
+    def lease(self) -> Iterator[Recommender]:
         """The current Recommender, kept open until the ``with`` block ends (even across a swap)."""
         with self._lock:
             gen = self._gen
@@ -137,34 +121,35 @@ class RecommenderHolder:
             close_now = old.leases == 0 and not old.closed
             if close_now:
                 old.closed = True
-        if self._on_swap is not None:
-            self._on_swap(new.recommender)
         if close_now:
             self._close(old)
         log.info("now serving store version %s (was %s)", new.version, old.version)
 
     # ------------------------------------------------------------------ reload
     def reload(self, *, force: bool = False) -> tuple[Generation, bool]:
-        """Load ``<store_root>/versions/<CURRENT>`` if CURRENT changed (or ``force``).
+        """Load the store's published version if it changed (or ``force``).
 
-        Returns ``(generation now served, whether a swap happened)``. Raises RuntimeError for a
-        fixed bundle, and whatever loading raised (the old version keeps serving).
+        Returns ``(generation now served, whether a swap happened)``. Raises ConflictError for a
+        fixed bundle, UnavailableError when nothing is published or loading fails (the old version
+        keeps serving).
         """
-        if self.store_root is None:
-            raise RuntimeError("serving a fixed bundle_dir: nothing to reload")
+        if self._layout is None:
+            raise ConflictError("serving a fixed bundle_dir: nothing to reload")
         with self._reload_lock:
-            pointer = read_pointer(self.store_root)
+            pointer = self._layout.current_version()
             if pointer is None:
-                raise FileNotFoundError(f"{self.store_root / 'CURRENT'} is missing or empty")
+                raise UnavailableError(
+                    f"reload failed, still serving the old version: {self._layout.current_pointer} is missing or empty"
+                )
             if pointer == self._gen.pointer and not force:
                 return self._gen, False
-            folder = self.store_root / "versions" / pointer
             try:
-                new = build_generation(folder=folder, pointer=pointer, factory=self._factory)
+                new = build_generation(folder=self._layout.version_dir(pointer), pointer=pointer, factory=self._factory)
             except Exception as exc:
                 self.last_error = f"loading version {pointer!r} failed: {exc}"
                 self._failed_pointer = pointer
-                raise
+                log.exception("loading version %r failed; still serving %s", pointer, self._gen.version)
+                raise UnavailableError(f"reload failed, still serving the old version: {exc}") from exc
             self.last_error = None
             self._failed_pointer = None
             self._swap(new)
@@ -172,17 +157,17 @@ class RecommenderHolder:
 
     def _poll(self) -> None:
         while not self._stop.wait(self.interval_s):
-            pointer = read_pointer(self.store_root) if self.store_root else None
+            pointer = self._layout.current_version() if self._layout is not None else None
             if pointer is None or pointer == self._gen.pointer or pointer == self._failed_pointer:
                 continue
             try:
                 self.reload()
-            except Exception:
-                log.exception("hot reload to %r failed; still serving %s", pointer, self._gen.version)
+            except Exception:  # logged by reload(); keep polling
+                pass
 
     def start(self) -> None:
-        """Start polling CURRENT (no-op for a fixed bundle or a non-positive interval)."""
-        if self.store_root is None or self.interval_s <= 0 or self._thread is not None:
+        """Start polling the published version (no-op for a fixed bundle or a non-positive interval)."""
+        if self._layout is None or self.interval_s <= 0 or self._thread is not None:
             return
         self._thread = threading.Thread(target=self._poll, name="moodscape-reload", daemon=True)
         self._thread.start()

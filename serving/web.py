@@ -23,13 +23,13 @@ from litestar.static_files import create_static_files_router
 
 from pipelines import schema as S
 from pipelines.index.bundle import Bundle
+from pipelines.rank.types import DEFAULT_DIVERSITY
 
 STATIC_DIR = Path(__file__).parent / "static"
 MOOD_MAP_BINS = 32
 MOOD_EXTENT = (-1.0, 1.0)
 TOP_GENRES = 24  # genre checkboxes offered on the page (most frequent first)
-DEFAULT_DIVERSITY = 0.3  # the contract's default when the request omits `diversity`
-_GENRE_SPLIT = re.compile(r"\s*[,|;/]\s*")  # same separators the ranking filter splits on
+_GENRE_SPLIT = re.compile(S.GENRE_SPLIT_PATTERN)  # the separators the ranking filter splits on
 
 # Served with the page: everything comes from this origin; scripts and styles only from files.
 CONTENT_SECURITY_POLICY = (
@@ -135,11 +135,8 @@ _FACTS = _FactsCache()
 
 
 def _facts(state: State) -> VersionFacts:
-    """Facts of the version currently served (leased from the hot-reload holder when there is one)."""
-    holder = getattr(state, "holder", None)
-    if holder is None:
-        return _FACTS.get(state.recommender.bundle)
-    with holder.lease() as rec:
+    """Facts of the version currently served (leased from the hot-reload holder)."""
+    with state.holder.lease() as rec:
         return _FACTS.get(rec.bundle)
 
 
@@ -156,6 +153,14 @@ def render_page(facts: VersionFacts) -> str:
     year_attrs = f'min="{lo}" max="{hi}"' if lo else 'min="0" max="3000"'
     year_hint = f"{lo}–{hi}" if lo else "no years known in this version"
     version = e(facts.store_version)
+    tagline = (
+        '<p class="tagline">Describe a mood, a moment or a sound. '
+        f'<span class="muted">Version {version} · {facts.tracks:,} tracks</span></p>'
+    )
+    map_label = (
+        "Mood map: corpus density by valence (left unpleasant, right pleasant) "
+        "and arousal (bottom calm, top energetic)"
+    )
     return f"""<!doctype html>
 <html lang="en">
 <head>
@@ -170,7 +175,7 @@ def render_page(facts: VersionFacts) -> str:
 <a class="skip-link" href="#results-title">Skip to results</a>
 <header class="site-header">
   <h1>Moodscape</h1>
-  <p class="tagline">Describe a mood, a moment or a sound. <span class="muted">Version {version} · {facts.tracks:,} tracks</span></p>
+  {tagline}
 </header>
 <main id="app" data-store-version="{version}" data-default-diversity="{DEFAULT_DIVERSITY}">
   <section class="search" aria-label="Search">
@@ -194,7 +199,7 @@ def render_page(facts: VersionFacts) -> str:
     <section class="map-panel" aria-labelledby="map-title">
       <h2 id="map-title">Mood map</h2>
       <svg id="mood-map" viewBox="0 0 320 320" role="group"
-           aria-label="Mood map: corpus density by valence (left unpleasant, right pleasant) and arousal (bottom calm, top energetic)">
+           aria-label="{map_label}">
       </svg>
       <p class="hint" id="map-hint">Drag the ring, click the map, or focus the ring and use the arrow keys
         (Shift for big steps, Escape to go back to the detected mood) to set a target mood.</p>

@@ -7,9 +7,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from pipelines.mood import lexicon
-
 from pipelines import store
+from pipelines.mood import lexicon
 
 N_MUSICCAPS = 1000  # real MusicCaps aspect lists embedded once per session (recall tests, bundle)
 
@@ -100,8 +99,8 @@ def bundle_dir(tmp_path_factory, musiccaps_rows, embed_cached, mood_adapter) -> 
     import joblib
 
     from pipelines import schema as S
-    from pipelines.index.bundle import write_bundle
     from pipelines.heal.textdoc import build_text_doc, split_tags
+    from pipelines.index.version import write_version
 
     mc = musiccaps_rows.head(300)
     mtg = pl.read_csv(open_file("corpus/mtg_jamendo_tags.csv")).filter(pl.col("genres").is_not_null()).head(200)
@@ -131,8 +130,8 @@ def bundle_dir(tmp_path_factory, musiccaps_rows, embed_cached, mood_adapter) -> 
     root = tmp_path_factory.mktemp("store")
     model_path = root / "query_mood.joblib"
     joblib.dump(mood_adapter.ridge, model_path)
-    return write_bundle(
-        folder=root / "versions" / "test-v1", tracks=tracks, text_vectors=text_vectors,
+    return write_version(
+        folder=store.StoreLayout(root).version_dir("test-v1"), tracks=tracks, text_vectors=text_vectors,
         audio_vectors=np.zeros((n, 0), np.float32), query_mood_model_path=model_path,
         extra_manifest={"source": "tests/conftest.py"},
     )
@@ -164,8 +163,8 @@ def tracks(bundle_dir) -> pl.DataFrame:
 @pytest.fixture(scope="module")
 def rec(bundle_dir, mood_adapter):
     """A Recommender over the conftest bundle with the fast test mood adapter."""
-    from pipelines.rank import recommender as ranking
     from pipelines.index.bundle import load_bundle
+    from pipelines.rank import recommender as ranking
 
     r = ranking.Recommender(load_bundle(bundle_dir), query_mood=mood_adapter)
     yield r

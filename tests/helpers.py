@@ -1,15 +1,41 @@
 """Small helpers shared by test modules (brute-force references, not code under test)."""
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler
+from pathlib import Path
+from typing import Any
 
+from pipelines import schema as S
 from pipelines import store
 from pipelines.mood.lexicon import resolve_open_file
 
 
 def genres_of(value: str | None) -> set[str]:
     """The lower-cased genres of a genre cell ("a|b", "a, b", "a/b"), for brute-force filter checks."""
-    return {g.strip().lower() for g in re.split(r"[,|;/]", value or "") if g.strip()}
+    return {g.strip().lower() for g in re.split(S.GENRE_SPLIT_PATTERN, value or "") if g.strip()}
+
+
+@contextmanager
+def serving_client(*, bundle_dir: Path, mood_adapter: Any, **app_kwargs: Any) -> Iterator[Any]:
+    """A Litestar TestClient of the real app serving ``bundle_dir`` with the test mood adapter."""
+    from litestar.testing import TestClient
+
+    from pipelines.rank.recommender import Recommender
+    from serving.app import create_app
+
+    app = create_app(
+        bundle_dir=bundle_dir, recommender_factory=lambda b: Recommender(b, query_mood=mood_adapter), **app_kwargs
+    )
+    with TestClient(app=app) as client:
+        yield client
+
+
+def result_ids(response: Any) -> list[str]:
+    """The track ids of a 200 recommendation response (asserts the status)."""
+    assert response.status_code == 200, response.text
+    return [t["track_id"] for t in response.json()["results"]]
 
 
 def have_open_file(relative: str) -> bool:

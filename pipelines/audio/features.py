@@ -1,65 +1,29 @@
-"""Audio features for mood: one load, one STFT, every spectral feature from it (librosa).
+"""Audio features for mood: one mono signal → a flat dict of ``FEATURE_COLUMNS`` finite floats.
 
-``extract_features`` turns the first ``duration`` seconds of one file into a flat dict of
-``len(FEATURE_COLUMNS)`` finite floats (77); ``extract_many`` does it for a batch in a process
-pool and returns a Polars frame with one row per input (a bad file gives nulls + ``audio_error``).
-
-Analysis frame: ``sr=22050``, ``n_fft=2048``, ``hop=512`` (~43 frames/s). Everything spectral is
-derived from one magnitude STFT ``S`` (shape ``(1025, n_frames)``): power mel (128 bands) → log-mel
-→ MFCC and onset envelope; ``chroma_stft`` → tonnetz and key; centroid / bandwidth / rolloff /
-flatness / contrast / flux. RMS is computed from ``S`` too; only ZCR and LUFS look at samples.
-
-Column meanings worth knowing (the rest are ``<librosa feature>_mean`` / ``_std`` over frames):
-
-- ``tempo`` BPM (0 when there is no pulse): the onset-envelope autocorrelation peak weighted by
-  librosa's log-normal tempo prior (120 BPM, one octave) picks the metrical level; the period is
-  then refined to a fractional lag (parabolic peak fit at the 1-, 2- and 4-beat lags) because at
-  hop 512 an integer lag alone is only good to ~±2.5 % at 120 BPM. Metrical-level ambiguity
-  (×2/3, ×4/3, ×2) remains on real music, as with any autocorrelation tempo.
-- ``pulse_clarity`` normalised onset-envelope autocorrelation at the beat lag, in [0, 1].
-- ``beat_regularity`` ``1 / (1 + CV)`` of the tracked inter-beat intervals, in [0, 1]; 1 is a
-  metronome, 0 means fewer than three beats were found.
-- ``onset_rate`` detected onsets per second.
-- ``rms_low_energy_ratio`` share of frames whose RMS is below the clip's mean RMS.
-- ``spectral_flux_*`` L2 norm of the positive change between consecutive L2-normalised magnitude
-  frames (loudness-invariant, in [0, sqrt(2)]).
-- ``chroma_<pc>_mean`` 12 pitch-class means (``C`` … ``B``); ``chroma_std`` mean over the 12 bins of
-  each bin's temporal std (how much the harmony moves).
-- ``loudness_lufs`` ITU-R BS.1770 integrated loudness (pyloudnorm), floored at -70 LUFS (the
-  absolute gate: silence reads -70, not -inf).
-- ``dynamic_range_db`` p95 − p10 of frame RMS in dBFS (frames floored at -80 dBFS).
-- ``key`` 0–11 (C=0) and ``mode`` (1 major, 0 minor) of the Krumhansl–Kessler profile best
-  correlated with the mean chroma; ``key_strength`` that Pearson correlation (0 for silence).
+One load, one magnitude STFT (``sr=22050``, ``n_fft=2048``, ``hop=512``) from which every spectral
+feature is derived (librosa); only ZCR and LUFS look at the samples. ``pipelines.audio.extract``
+runs this over many files in a process pool.
 """
 
 import functools
 import os
-import time
-from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from concurrent.futures.process import BrokenProcessPool
-from multiprocessing import get_context
 from pathlib import Path
 
 from pipelines import store
-from pipelines.schema import AUDIO_ERROR, TRACK_ID
 
 # numba (librosa's JIT) must find a persistent, writable cache before librosa is imported.
 os.environ.setdefault("NUMBA_CACHE_DIR", str(store.REPO_ROOT / ".numba_cache"))
 
-import librosa  # noqa: E402
-import numpy as np  # noqa: E402
-import polars as pl  # noqa: E402
-import pyloudnorm  # noqa: E402
-import scipy.signal  # noqa: E402
-from tqdm.auto import tqdm  # noqa: E402
+import librosa
+import numpy as np
+import pyloudnorm
+import scipy.signal
 
 SR = 22050
 N_FFT = 2048
 HOP = 512
 N_MELS = 128
 N_MFCC = 13
-EXTRACT_S = "extract_s"
 PITCH_CLASSES: tuple[str, ...] = ("C", "Cs", "D", "Ds", "E", "F", "Fs", "G", "Gs", "A", "As", "B")
 _RMS_FLOOR_DB = -80.0
 _LUFS_FLOOR = -70.0
@@ -79,6 +43,23 @@ _KEY_TEMPLATES = np.stack(
     [_z(np.roll(_KK_MAJOR, k)) for k in range(12)] + [_z(np.roll(_KK_MINOR, k)) for k in range(12)]
 )
 
+# The feature contract (77 columns). Most are ``<librosa feature>_mean`` / ``_std`` over frames; the others:
+# - ``tempo`` BPM (0 without a pulse): the onset-envelope autocorrelation peak weighted by librosa's
+#   log-normal tempo prior (120 BPM, one octave) picks the metrical level; the period is refined to a
+#   fractional lag (parabolic fit at the 1-, 2- and 4-beat lags). Metrical-level ambiguity (x2/3,
+#   x4/3, x2) remains on real music, as with any autocorrelation tempo.
+# - ``pulse_clarity`` normalised onset-envelope autocorrelation at the beat lag, in [0, 1].
+# - ``beat_regularity`` 1 / (1 + CV) of the tracked inter-beat intervals, in [0, 1] (0: < 3 beats).
+# - ``onset_rate`` detected onsets per second.
+# - ``rms_low_energy_ratio`` share of frames whose RMS is below the clip's mean RMS.
+# - ``spectral_flux_*`` L2 norm of the positive change between consecutive L2-normalised magnitude
+#   frames (loudness-invariant, in [0, sqrt(2)]).
+# - ``chroma_<pc>_mean`` 12 pitch-class means (C … B); ``chroma_std`` mean over the 12 bins of each
+#   bin's temporal std (how much the harmony moves).
+# - ``loudness_lufs`` ITU-R BS.1770 integrated loudness, floored at -70 LUFS (silence reads -70).
+# - ``dynamic_range_db`` p95 − p10 of frame RMS in dBFS (frames floored at -80 dBFS).
+# - ``key`` 0–11 (C=0) and ``mode`` (1 major, 0 minor) of the Krumhansl–Kessler profile best
+#   correlated with the mean chroma; ``key_strength`` that Pearson correlation (0 for silence).
 FEATURE_COLUMNS: tuple[str, ...] = (
     "tempo", "pulse_clarity", "beat_regularity", "onset_rate",
     "rms_mean", "rms_std", "rms_low_energy_ratio", "zcr_mean", "zcr_std",
@@ -359,122 +340,8 @@ def effective_offset(*, path: str | Path, offset: float, duration: float) -> flo
         return 0.0
     try:
         total = float(librosa.get_duration(path=str(path)))
-    except Exception:  # noqa: BLE001 - unknown length (odd container, truncated download)
+    except Exception:  # unknown length (odd container, truncated download)
         return float(offset)
     if not np.isfinite(total) or total <= 0:
         return float(offset)
     return float(min(offset, max(0.0, total - duration)))
-
-
-_WARM = False
-_POOL_DIED = "BrokenProcessPool: worker process died"
-
-
-def warmup() -> None:
-    """Run every code path once on 2 s of noise so numba compiles (or loads its cache) now."""
-    global _WARM
-    if _WARM:
-        return
-    rng = np.random.default_rng(0)
-    features_from_signal(y=(0.1 * rng.standard_normal(2 * SR)).astype(np.float32), sr=SR)
-    _WARM = True
-
-
-def _init_worker() -> None:
-    try:
-        from threadpoolctl import threadpool_limits
-
-        threadpool_limits(1)  # one core per worker process
-    except ImportError:  # pragma: no cover - threadpoolctl ships with scikit-learn
-        pass
-    warmup()
-
-
-def _extract_one(
-    track_id: str, path: str, sr: int, duration: float, offset: float = 0.0
-) -> tuple[str, dict[str, float] | None, str | None, float]:
-    start = time.perf_counter()
-    try:
-        feats = extract_features(path=path, sr=sr, offset=offset, duration=duration)
-        return track_id, feats, None, time.perf_counter() - start
-    except Exception as exc:  # noqa: BLE001 - one bad file must not fail the batch
-        return track_id, None, f"{type(exc).__name__}: {exc}"[:500], time.perf_counter() - start
-
-
-def _frame(rows: list[tuple[str, dict[str, float] | None, str | None, float]]) -> pl.DataFrame:
-    data: dict[str, list] = {TRACK_ID: [r[0] for r in rows]}
-    for c in FEATURE_COLUMNS:
-        data[c] = [None if r[1] is None else r[1][c] for r in rows]
-    data[AUDIO_ERROR] = [r[2] for r in rows]
-    data[EXTRACT_S] = [r[3] for r in rows]
-    schema = {TRACK_ID: pl.String, **{c: pl.Float64 for c in FEATURE_COLUMNS}}
-    schema |= {AUDIO_ERROR: pl.String, EXTRACT_S: pl.Float64}
-    return pl.DataFrame(data, schema=schema)
-
-
-def extract_many(
-    *,
-    items: Sequence[tuple[str, str]],
-    workers: int = 2,
-    sr: int = SR,
-    duration: float = 30.0,
-    progress: bool = False,
-    offset: float = 0.0,
-) -> pl.DataFrame:
-    """Features for ``(track_id, path)`` pairs → one row per item, in input order.
-
-    Each file is analysed for ``duration`` s from ``offset`` s (see ``effective_offset`` for clips
-    shorter than that).
-
-    Columns: ``track_id``, every ``FEATURE_COLUMNS`` entry (Float64, null on failure),
-    ``audio_error`` (String, null when OK), ``extract_s`` (seconds spent). ``workers=1`` runs in
-    this process; otherwise a forkserver process pool whose workers warm up once. If a worker dies
-    (e.g. a decoder crash), the unfinished items are retried one at a time so only the culprit
-    gets an error row.
-    """
-    items = [(str(t), str(p)) for t, p in items]
-    results: dict[int, tuple] = {}
-    bar = tqdm(total=len(items), disable=not progress, desc="audio features", unit="track")
-    if workers <= 1 or len(items) <= 1:
-        warmup()
-        for i, (tid, path) in enumerate(items):
-            results[i] = _extract_one(tid, path, sr, duration, offset)
-            bar.update()
-    else:
-        # Compile (or load) numba's cache here first: workers that JIT-compile into an empty
-        # NUMBA_CACHE_DIR at the same time race on its files and can crash (seen: null-pointer
-        # segfaults on a cold cache); after this they only load the finished cache.
-        warmup()
-        broken: list[int] = []
-        ctx = get_context("forkserver")
-        with ProcessPoolExecutor(
-            min(workers, len(items)), mp_context=ctx, initializer=_init_worker
-        ) as pool:
-            futures = {pool.submit(_extract_one, *items[i], sr, duration, offset): i for i in range(len(items))}
-            for fut in as_completed(futures):
-                i = futures[fut]
-                try:
-                    results[i] = fut.result()
-                    bar.update()
-                except BrokenProcessPool:
-                    broken.append(i)
-        for n, i in enumerate(sorted(broken)):  # a worker died: isolate it, one fresh pool per item
-            _run_isolated(items=items, i=i, sr=sr, duration=duration, results=results, offset=offset)
-            if n == 0 and len(broken) == len(items) and results[i][2] == _POOL_DIED:
-                raise RuntimeError("audio worker processes die on start-up; see their stderr")
-            bar.update()
-    bar.close()
-    return _frame([results[i] for i in range(len(items))])
-
-
-def _run_isolated(
-    *, items: list[tuple[str, str]], i: int, sr: int, duration: float, results: dict[int, tuple],
-    offset: float = 0.0,
-) -> None:
-    """Extract item ``i`` in a fresh single-worker pool; a crash becomes an error row."""
-    ctx = get_context("forkserver")
-    try:
-        with ProcessPoolExecutor(1, mp_context=ctx, initializer=_init_worker) as pool:
-            results[i] = pool.submit(_extract_one, *items[i], sr, duration, offset).result()
-    except BrokenProcessPool:
-        results[i] = (items[i][0], None, _POOL_DIED, 0.0)

@@ -1,28 +1,9 @@
-"""Bounded, policy-checked downloads of track audio from the crawl's (VALID / MOVED) links.
+"""Bounded, policy-checked downloads of track audio from the crawl's live links.
 
-The URLs are untrusted crawl input, so every request goes through the link checker's network
-policy (`pipelines.net.policy`) exactly as `pipelines.heal.links.check` does: a static URL check (scheme,
-credentials, IP-literal hosts in any ``inet_aton`` spelling), then sockets opened only by
-`linkcheck.PolicyNetworkBackend`, which resolves the host once, refuses it when any address is not
-public (unless allowed) and connects to exactly those addresses (no second DNS resolution).
-Redirects are followed by hand (≤ ``max_hops``) and every hop is checked again.
-
-A download is a streamed GET that stops at ``max_bytes`` (the analysed window is the first 30 s
-after an offset, so a prefix of a long file is enough; a cut body is kept, reason
-``truncated``). The response must be audio: ``audio/*``, ``application/ogg`` or an
-octet-stream / missing Content-Type whose first bytes are a known audio container (Ogg, ID3/MPEG,
-RIFF/WAVE, FLAC, MP4/M4A, WebM/Matroska, AIFF); ``text/html`` and other types are refused before
-the body is read. The body is written to a temp file beside the destination and renamed into
-place only when complete, as ``<dest_dir>/<sha256(url)[:24]><ext>``, so a re-run finds it again
-(`existing_download`) and the content-keyed feature cache sees the same file.
-
-`FetchResult.reason` values: ``ok``, ``truncated`` (both with a file); ``offline``, ``no_url``,
-``blocked:<policy reason>`` (``blocked:loopback``, ``blocked:private``, ``blocked:metadata``,
-``blocked:scheme_not_allowed``, …, at the first URL or any hop), ``http_<code>``,
-``not_audio:<content type>``, ``not_audio:sniffed`` (octet-stream that is not audio),
-``empty_body``, ``timeout``, ``dns_error``, ``connect_error``, ``tls_error``, ``connection_reset``,
-``protocol_error``, ``redirect_loop``, ``too_many_redirects``, ``redirect_without_location``,
-``invalid_url``, ``write_error``, ``error:<ExceptionType>``.
+Every socket obeys the link checker's network policy (``pipelines.net``); redirects are followed by
+hand and checked again at every hop. A download is a streamed GET cut at ``max_bytes`` that must be
+audio (declared, or sniffed from its first bytes); it is renamed into place only when complete, as
+``<dest_dir>/<sha256(url)[:24]><ext>``, so a re-run finds it again (``existing_download``).
 """
 
 import asyncio
@@ -30,18 +11,13 @@ import hashlib
 import os
 import ssl
 import tempfile
-import threading
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpcore
 import httpx
 from tqdm.auto import tqdm
-
-if TYPE_CHECKING:
-    import polars as pl
 
 # The link checker's policy-pinned socket layer; reused (not copied) so both fetchers obey one policy.
 from pipelines.net.client import policy_client, run_sync
@@ -81,7 +57,17 @@ class FetchConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class FetchResult:
-    """Outcome of one download. ``path`` is set only for ``ok`` / ``truncated``."""
+    """Outcome of one download. ``path`` is set only for ``ok`` / ``truncated``.
+
+    ``reason``: ``ok``, ``truncated`` (both with a file: a cut body is kept); ``offline``, ``no_url``,
+    ``blocked:<policy reason>`` (``blocked:loopback``, ``blocked:private``, ``blocked:metadata``,
+    ``blocked:scheme_not_allowed``, …, at the first URL or any hop), ``http_<code>``,
+    ``not_audio:<content type>``, ``not_audio:sniffed`` (a body that is markup, or an undeclared type
+    that is no known container: Ogg, ID3/MPEG, RIFF/WAVE, FLAC, MP4, WebM/Matroska, AIFF),
+    ``empty_body``, ``timeout``, ``dns_error``, ``connect_error``, ``tls_error``, ``connection_reset``,
+    ``protocol_error``, ``redirect_loop``, ``too_many_redirects``, ``redirect_without_location``,
+    ``invalid_url``, ``write_error``, ``error:<ExceptionType>``.
+    """
 
     url: str | None
     path: Path | None
@@ -183,7 +169,7 @@ class AudioFetcher:
             self._client = None
 
     async def fetch(self, *, url: str | None, dest_dir: Path) -> FetchResult:
-        """Download ``url`` into ``dest_dir`` (see the module docstring); never raises for a bad URL."""
+        """Download ``url`` into ``dest_dir`` (see `FetchResult` for the outcomes); never raises for a bad URL."""
         if url is None or not url.strip():
             return FetchResult(url=url, path=None, bytes=0, content_type=None, reason="no_url")
         if self.config.offline:
@@ -197,7 +183,7 @@ class AudioFetcher:
                                http_code=exc.http_code, final_url=exc.final_url)
         except TimeoutError:
             return FetchResult(url=url, path=None, bytes=0, content_type=None, reason="timeout")
-        except Exception as exc:  # noqa: BLE001 - one bad URL must never fail a batch
+        except Exception as exc:  # one bad URL must never fail a batch
             return FetchResult(url=url, path=None, bytes=0, content_type=None, reason=f"error:{type(exc).__name__}")
 
     async def _follow(self, *, url: str, dest_dir: Path) -> FetchResult:
@@ -362,81 +348,3 @@ def fetch_many(
 
     done = run_sync(go) if unique else {}
     return [done[u.strip() if isinstance(u, str) else u] for u in urls]
-
-
-# --------------------------------------------------------------------------- planning (asset glue)
-FETCHABLE_STATUSES: tuple[str, ...] = ("VALID", "MOVED")
-# A previous attempt that ended like this is not retried for the same URL (the answer will not change
-# by asking again soon); every other failure (timeouts, 5xx, connect errors) is retried next run.
-_PERMANENT = ("not_audio:", "blocked:", "http_4", "invalid_url", "empty_body", "redirect_loop",
-              "too_many_redirects", "redirect_without_location")
-FETCH_LOG_SCHEMA = {
-    "track_id": "Utf8", "url": "Utf8", "reason": "Utf8", "http_code": "Int32", "content_type": "Utf8",
-    "bytes": "Int64", "path": "Utf8", "final_url": "Utf8", "fetched_at": "Utf8",
-}
-
-
-def is_permanent_failure(reason: str | None) -> bool:
-    """Whether a fetch `reason` says the URL is not worth asking again (not audio, refused, 4xx)."""
-    return bool(reason) and reason.startswith(_PERMANENT)  # type: ignore[union-attr]
-
-
-@dataclass(frozen=True, kw_only=True)
-class FetchPlan:
-    """What one run does about tracks without local audio.
-
-    ``reuse`` (track_id, url, path): downloaded by an earlier run, no request; ``todo``
-    (track_id, url): to download now (≤ budget, direct-audio-looking URLs first); ``skipped``
-    (track_id, url, reason): ``budget`` or ``previous:<reason>`` (a permanent earlier failure).
-    """
-
-    reuse: list[tuple[str, str, Path]]
-    todo: list[tuple[str, str]]
-    skipped: list[tuple[str, str, str]]
-
-
-def plan_fetches(*, candidates: Sequence[tuple[str, str]], previous: dict[str, str], dest_dir: Path,
-                 budget: int) -> FetchPlan:
-    """Split ``candidates`` [(track_id, url)] into reuse / todo / skipped (see `FetchPlan`).
-
-    ``previous`` maps url → reason of its last attempt (the fetch log). URLs whose path looks like
-    an audio file go first, then the rest (a page may still answer with audio), each in input order.
-    """
-    reuse: list[tuple[str, str, Path]] = []
-    pending: list[tuple[str, str]] = []
-    skipped: list[tuple[str, str, str]] = []
-    for tid, url in candidates:
-        path = existing_download(url=url, dest_dir=dest_dir)
-        if path is not None:
-            reuse.append((tid, url, path))
-        elif is_permanent_failure(previous.get(url)):
-            skipped.append((tid, url, f"previous:{previous[url]}"))
-        else:
-            pending.append((tid, url))
-    pending.sort(key=lambda item: not looks_like_audio_url(item[1]))  # stable: audio-looking first
-    todo, rest = [], []
-    urls_taken: set[str] = set()
-    for tid, url in pending:  # the budget counts distinct URLs (requests), not tracks
-        if url in urls_taken or len(urls_taken) < max(0, budget):
-            urls_taken.add(url)
-            todo.append((tid, url))
-        else:
-            rest.append((tid, url))
-    skipped += [(tid, url, "budget") for tid, url in rest]
-    return FetchPlan(reuse=reuse, todo=todo, skipped=skipped)
-
-
-def fetch_log_frame(*, todo: Sequence[tuple[str, str]], results: Sequence[FetchResult], fetched_at: str) -> "pl.DataFrame":
-    """[(track_id, url)] (n) and their n results → fetch-log rows (n, 9) with `FETCH_LOG_SCHEMA` columns."""
-    import polars as pl
-
-    return pl.DataFrame(
-        {
-            "track_id": [t for t, _ in todo], "url": [u for _, u in todo],
-            "reason": [r.reason for r in results], "http_code": [r.http_code for r in results],
-            "content_type": [r.content_type for r in results], "bytes": [r.bytes for r in results],
-            "path": [None if r.path is None else str(r.path) for r in results],
-            "final_url": [r.final_url for r in results], "fetched_at": [fetched_at] * len(results),
-        },
-        schema={k: getattr(pl, v) for k, v in FETCH_LOG_SCHEMA.items()},
-    )

@@ -1,11 +1,9 @@
 """MIDI → audio with FluidSynth (EMOPIA piano clips become analysable audio).
 
-``render_midi`` renders one file to a temporary 16-bit WAV with ``fluidsynth -ni -q -g 0.7 -F``,
-downmixes it to mono and re-encodes it as Ogg Vorbis with soundfile (~10× smaller than the WAV;
-FluidSynth's own ``-T oga`` output is stereo), then moves it into place atomically. A re-run skips
-any output newer than its MIDI. ``render_many`` does a batch with the in-process synthesizer of
-``pipelines.audio.synth`` in a process pool (soundfont loaded once per worker; the CLI per clip when
-pyfluidsynth is missing or a worker dies) and returns one row per clip, errors as text.
+``render_midi`` renders one file with the FluidSynth CLI to mono Ogg Vorbis (atomically; a re-run
+skips any output newer than its MIDI). ``render_many`` does a batch with the in-process synthesizer of
+``pipelines.audio.synth`` in a process pool (the CLI per clip when pyfluidsynth is missing or a
+worker dies) and returns one row per clip, errors as text.
 """
 
 import os
@@ -33,7 +31,7 @@ TIMEOUT_S = 300.0
 
 
 class RenderUnavailable(RuntimeError):
-    """FluidSynth or the soundfont is missing: nothing can be rendered on this machine."""
+    """FluidSynth or the soundfont is missing: nothing can be rendered."""
 
 
 def check_renderer(*, soundfont: Path = DEFAULT_SOUNDFONT) -> str:
@@ -54,7 +52,7 @@ def _is_fresh(out_path: Path, midi_path: Path) -> bool:
     )
 
 
-# Reverb and chorus off: ~40 % faster rendering, and a dry piano keeps loudness/brightness cues
+# Reverb and chorus off: faster rendering, and a dry piano keeps loudness/brightness cues
 # (what EMOPIA's arousal lives on) free of room effects. Training and serving use the same render.
 DRY = ("-o", "synth.reverb.active=0", "-o", "synth.chorus.active=0")
 VORBIS_BLOCK = 1 << 15  # frames per write call
@@ -63,8 +61,8 @@ VORBIS_BLOCK = 1 << 15  # frames per write call
 def _write_vorbis(path: Path, mono: np.ndarray, sr: int) -> None:
     """Write mono float audio as Ogg Vorbis in blocks.
 
-    libsndfile's Vorbis encoder segfaults on some long single-call writes (seen here on EMOPIA
-    clips, and reported upstream for python-soundfile); block-wise writes avoid that path.
+    libsndfile's Vorbis encoder segfaults on some long single-call writes (seen on EMOPIA clips,
+    and reported upstream for python-soundfile); block-wise writes avoid that path.
     """
     with sf.SoundFile(path, mode="w", samplerate=sr, channels=1, format="OGG", subtype="VORBIS") as fh:
         for start in range(0, mono.shape[0], VORBIS_BLOCK):
@@ -80,9 +78,11 @@ def render_midi(
 ) -> Path:
     """Render ``midi_path`` to mono Ogg Vorbis at ``out_path`` (``sample_rate`` Hz); returns ``out_path``.
 
-    Skips the work when ``out_path`` already exists and is at least as new as the MIDI. Raises
-    ``RenderUnavailable`` without FluidSynth/soundfont, ``FileNotFoundError`` for a missing MIDI and
-    ``RuntimeError`` (with FluidSynth's message) when the MIDI cannot be rendered.
+    FluidSynth writes a temporary 16-bit WAV (its own Ogg output is stereo), downmixed to mono and
+    re-encoded with soundfile, then moved into place atomically. Skips the work when ``out_path``
+    already exists and is at least as new as the MIDI. Raises ``RenderUnavailable`` without
+    FluidSynth/soundfont, ``FileNotFoundError`` for a missing MIDI and ``RuntimeError`` (with
+    FluidSynth's message) when the MIDI cannot be rendered.
     """
     midi_path, out_path = Path(midi_path), Path(out_path)
     exe = check_renderer(soundfont=soundfont)
@@ -112,7 +112,9 @@ def render_midi(
     return out_path
 
 
-def _render_in_process(clip_id: str, midi: str, out_path: str, sample_rate: int, soundfont: str) -> tuple[str, str | None, str | None, float]:
+def _render_in_process(
+    clip_id: str, midi: str, out_path: str, sample_rate: int, soundfont: str
+) -> tuple[str, str | None, str | None, float]:
     """One clip with the process's long-lived synthesizer (see ``pipelines.audio.synth``)."""
     from pipelines.audio import synth
 
@@ -133,7 +135,7 @@ def _render_in_process(clip_id: str, midi: str, out_path: str, sample_rate: int,
                 if os.path.exists(tmp):
                     os.unlink(tmp)
         return clip_id, str(out), None, time.perf_counter() - start
-    except Exception as exc:  # noqa: BLE001 - one bad MIDI must not fail the batch
+    except Exception as exc:  # one bad MIDI must not fail the batch
         return clip_id, None, f"{type(exc).__name__}: {exc}"[:500], time.perf_counter() - start
 
 
@@ -164,7 +166,7 @@ def render_many(
             path = render_midi(midi_path=Path(midi), out_path=out_dir / f"{clip_id}.ogg",
                                sample_rate=sample_rate, soundfont=soundfont)
             return str(clip_id), str(path), None, time.perf_counter() - start
-        except Exception as exc:  # noqa: BLE001 - one bad MIDI must not fail the batch
+        except Exception as exc:  # one bad MIDI must not fail the batch
             return str(clip_id), None, f"{type(exc).__name__}: {exc}"[:500], time.perf_counter() - start
 
     from pipelines.audio import synth
@@ -199,9 +201,12 @@ def _render_pool(*, items, out_dir, workers, progress, sample_rate, soundfont, f
     rows: dict[int, tuple] = {}
     bar = tqdm(total=len(items), disable=not progress, desc="render MIDI", unit="clip")
     try:
-        with ProcessPoolExecutor(max(1, workers), mp_context=get_context("forkserver"), initializer=synth.worker_init) as pool:
+        ctx = get_context("forkserver")
+        with ProcessPoolExecutor(max(1, workers), mp_context=ctx, initializer=synth.worker_init) as pool:
             futures = {
-                pool.submit(_render_in_process, clip, str(midi), str(out_dir / f"{clip}.ogg"), sample_rate, str(soundfont)): i
+                pool.submit(
+                    _render_in_process, clip, str(midi), str(out_dir / f"{clip}.ogg"), sample_rate, str(soundfont)
+                ): i
                 for i, (clip, midi) in enumerate(items)
             }
             for fut in as_completed(futures):

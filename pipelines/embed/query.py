@@ -1,35 +1,13 @@
-"""A lean query encoder for serving: MiniLM without sentence-transformers' ``encode`` overhead.
+"""The serving query encoder, chosen by ``MOODSCAPE_QUERY_ENCODER``: MiniLM without
+sentence-transformers' ``encode`` overhead, every variant derived from the shipped fp32 weights.
 
-``QueryEncoder`` reproduces the bundled SentenceTransformer pipeline of
-:func:`pipelines.embed.sentence.embed_texts` (fast tokenizer → BERT → attention-masked mean pooling →
-L2 normalisation) directly on the model's own modules, at one of three precisions, or through ONNX Runtime — each derived at load time from the shipped
-fp32 weights (nothing is downloaded):
-
-- ``onnx`` (the default when ``onnxruntime`` is installed): :class:`pipelines.embed.onnx.OnnxQueryEncoder`,
-  the same fp32 graph exported once into a file cache and run by ONNX Runtime without torch in
-  the serving process. Exact (cosine to ``embed_texts`` ≥ 0.99999) and the cheapest for the one-
-  or two-query batches a service sees: one query 3.9 ms vs 9.0 ms for ``bf16`` torch and ~12–15 ms
-  for fp32 torch; batches of 8 cost about the same per query as ``bf16``.
-
-- ``fp32``: exact (cosine to ``embed_texts`` ≥ 0.99999); saves only the ``encode`` overhead.
-- ``bf16``: the transformer's weights cast to bfloat16 (pooling and normalisation stay fp32).
-  Near-exact (cosine ≥ 0.9998 on real queries) and markedly cheaper on CPUs with native bf16
-  (AVX512-BF16 / AMX, as on the serving box); slow elsewhere, so the default only picks it when
-  oneDNN reports bf16 support.
-- ``int8``: ``torch.ao.quantization.quantize_dynamic`` of every ``Linear`` (per-channel qint8
-  weights, activations quantised per call). The cheapest, but LOSSY on MiniLM: the feed-forward
-  layers (``intermediate.dense`` / ``output.dense``) see outlier activations that per-tensor 8-bit
-  activation quantisation flattens, and the error compounds over six layers (mean cosine to fp32
-  ≈ 0.97, worst ≈ 0.87; about a third of top-10 neighbours change). Not the default.
-
-Why lower precision helps on this box: a short query is ~10 tokens, so each encoder weight is
-used for a handful of rows and the forward pass is bound by reading the weights (42 MB fp32,
-21 MB bf16, 11 MB int8), not by arithmetic; batching is nearly free for the same reason.
-``scripts/compare_query_encoders.py`` measures cost and quality.
-
-``torch.ao.quantization`` is deprecated in torch 2.13 (its warning points to ``torchao``'s
-``quantize_``, not installed here) but still present and working on CPU (x86/fbgemm engine); its
-deprecation warnings are silenced at load time.
+- ``onnx`` (default when ``onnxruntime`` is installed): :class:`pipelines.embed.onnx.OnnxQueryEncoder`,
+  the fp32 graph run by ONNX Runtime, torch-free in the serving process; exact.
+- ``fp32``: ``QueryEncoder`` on the model's own modules; exact (cosine to ``embed_texts`` ≥ 0.99999).
+- ``bf16``: the transformer's weights cast to bfloat16 (pooling and normalisation stay fp32);
+  near-exact, and fast only on CPUs with native bf16, so the default picks it only there.
+- ``int8``: dynamic per-channel qint8 ``Linear`` layers; LOSSY on MiniLM (outlier activations in the
+  feed-forward layers), never the default. ``scripts/compare_query_encoders.py`` measures cost and quality.
 """
 
 import copy
@@ -76,8 +54,7 @@ def onnx_available() -> bool:
 
 def default_precision() -> Precision:
     """``onnx`` when ONNX Runtime is installed (exact and cheapest per query), else ``bf16`` where
-    the CPU runs it natively (near-exact), else ``fp32``. Never ``int8``: it changes about a third
-    of top-10 neighbours on MiniLM."""
+    the CPU runs it natively (near-exact), else ``fp32``. Never ``int8`` (lossy on MiniLM)."""
     if onnx_available():
         return "onnx"
     return "bf16" if bf16_supported() else "fp32"
@@ -97,9 +74,9 @@ def _check_pipeline(model) -> None:
 
 def quantize_int8(*, module):
     """A dynamically int8-quantised copy of ``module``: every ``torch.nn.Linear`` → per-channel
-    symmetric qint8 weights, activations quantised per call (per tensor). Per-channel weights
-    measured better than the per-tensor default (mean cosine to fp32 0.971 vs 0.936) at the same
-    cost. ``module`` itself is left untouched (it is deep-copied)."""
+    symmetric qint8 weights (closer to fp32 than the per-tensor default at the same cost),
+    activations quantised per call (per tensor). ``module`` itself is left untouched (deep-copied).
+    ``torch.ao.quantization``'s deprecation warnings are silenced."""
     import torch
     from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
@@ -127,7 +104,7 @@ class QueryEncoder:
     (256 word pieces), exactly as the SentenceTransformer does. Calls are thread-safe: the tokenizer
     (a private copy; the Rust fast tokenizer holds mutable padding/truncation state) is guarded by a
     lock, and the forward pass only reads the weights. The fp32 encoder shares its weights with the
-    process-wide SentenceTransformer; bf16 / int8 hold their own copy (~45 / ~25 MB).
+    process-wide SentenceTransformer; bf16 / int8 hold their own copy.
     """
 
     def __init__(self, *, precision: Precision = "fp32", batch_size: int = 64, model=None) -> None:

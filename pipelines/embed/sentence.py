@@ -50,10 +50,9 @@ class BatchingEncoder:
     Callers block on ``__call__(texts)`` while one worker thread drains everything queued since its
     last pass and encodes it as a single batch (at most ``max_batch`` texts). There is no
     artificial wait: an idle encoder serves a lone request at once, and under load requests that
-    arrive while a batch is running share the next one. Torch MiniLM on one core costs ~10 ms for
-    one short query but ~25 ms for eight, so there batching cuts the per-query CPU several fold;
-    the ONNX Runtime encoder the service uses by default is cheaper per query (~4 ms) and gains
-    little from batching. Results are those of the wrapped ``encode`` (default :func:`embed_texts`).
+    arrive while a batch is running share the next one (a torch forward pass over a few short
+    queries costs little more than over one). Results are those of the wrapped ``encode``
+    (default :func:`embed_texts`).
     """
 
     def __init__(self, *, encode=None, max_batch: int = 32) -> None:
@@ -102,7 +101,7 @@ class BatchingEncoder:
             try:
                 vectors = np.asarray(self._encode(flat), dtype=np.float32)
                 err = None
-            except Exception as exc:  # noqa: BLE001 - handed to every waiting caller
+            except Exception as exc:  # handed to every waiting caller
                 vectors, err = None, exc
             self.batches += 1
             self.texts += len(flat)

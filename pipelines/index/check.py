@@ -8,10 +8,13 @@ and an id-set comparison would punish a correct index for breaking ties differen
 import faiss
 import numpy as np
 
-from pipelines.index.build import VectorSet, exact_search, metric_name, search
+from pipelines.index.build import VectorSet, metric_name
+from pipelines.index.search import exact_search, search
 
 
-def tie_aware_recall(*, index: faiss.Index, vectors: VectorSet, queries: np.ndarray, k: int, eps: float = 1e-5) -> float:
+def tie_aware_recall(
+    *, index: faiss.Index, vectors: VectorSet, queries: np.ndarray, k: int, eps: float = 1e-5
+) -> float:
     """Mean fraction of the index's top-k whose true score ties or beats the exact k-th score."""
     metric = metric_name(index)
     _, approx = search(index=index, queries=queries, k=k)

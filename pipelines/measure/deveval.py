@@ -1,22 +1,6 @@
-"""Development evaluation sets for ``moodscape evaluate``, built in a folder OUTSIDE the repo.
-
-CLI: ``python scripts/build_dev_eval.py --out /tmp/deveval [--parts deezer,emobank,emopia]``
-
-Parts (each skipped with a message when its source is absent; the script still exits 0):
-
-- ``deezer_val/``  corpus.csv + labels.csv from the Deezer mood dataset's validation split
-  (``../shared/data/dev-eval/deezer_mood/validation.csv``, evaluation-only data: never copied
-  into the project). Corpus = ``track_id`` ``deezer:<dzr_sng_id>``, ``title`` = track_name,
-  ``artist`` = artist_name, nothing else. The source valence/arousal are z-scores; labels are
-  ``clip(z / 2.5, −1, 1)`` (monotone, signs preserved; |z| > 2.5 is rare and saturates at ±1).
-- ``emobank_dev/`` queries.csv from EmoBank's dev split (open data, ``data/text/`` or
-  ``../shared/data/open/text/``): ``query`` = text, valence/arousal = (V − 3)/2, (A − 3)/2
-  (the 1–5 scale mapped linearly onto [−1, 1]).
-- ``emopia_val/``  corpus.csv (``track_id`` ``emopia:<clip_id>``, ``audio_path`` relative to the
-  corpus file) + labels.csv from EMOPIA's official val split, rendered from ``data/emopia/midis``
-  with ``pipelines.audio.render.render_many``. EMOPIA has quadrants, not magnitudes: labels are
-  sign-only ±1 (Q1 = (+1, +1), Q2 = (−1, +1), Q3 = (−1, −1), Q4 = (+1, −1)), so Pearson r / CCC
-  on this set measure agreement with the quadrant signs, not with a graded mood.
+"""Development evaluation sets for ``moodscape evaluate`` (Deezer val, EmoBank dev, EMOPIA val),
+built in a folder OUTSIDE the repo by ``scripts/build_dev_eval.py``; ``PARTS_DOC`` says what each
+part holds (it is copied into the sets' README).
 """
 
 from pathlib import Path
@@ -37,6 +21,24 @@ DEEZER_Z_SCALE = 2.5
 QUADRANT_SIGNS: dict[int, tuple[float, float]] = {1: (1.0, 1.0), 2: (-1.0, 1.0), 3: (-1.0, -1.0), 4: (1.0, -1.0)}
 AUDIO_SUFFIXES = (".ogg", ".wav", ".flac", ".opus", ".mp3")
 PARTS = ("deezer", "emobank", "emopia")
+
+PARTS_DOC = """\
+Parts (each skipped with a message when its source is absent; the script still exits 0):
+
+- ``deezer_val/``  corpus.csv + labels.csv from the Deezer mood dataset's validation split
+  (``../shared/data/dev-eval/deezer_mood/validation.csv``, evaluation-only data: never copied
+  into the project). Corpus = ``track_id`` ``deezer:<dzr_sng_id>``, ``title`` = track_name,
+  ``artist`` = artist_name, nothing else. The source valence/arousal are z-scores; labels are
+  ``clip(z / 2.5, −1, 1)`` (monotone, signs preserved; |z| > 2.5 is rare and saturates at ±1).
+- ``emobank_dev/`` queries.csv from EmoBank's dev split (open data, ``data/text/`` or
+  ``../shared/data/open/text/``): ``query`` = text, valence/arousal = (V − 3)/2, (A − 3)/2
+  (the 1–5 scale mapped linearly onto [−1, 1]).
+- ``emopia_val/``  corpus.csv (``track_id`` ``emopia:<clip_id>``, ``audio_path`` relative to the
+  corpus file) + labels.csv from EMOPIA's official val split, rendered from ``data/emopia/midis``
+  with ``pipelines.audio.render.render_many``. EMOPIA has quadrants, not magnitudes: labels are
+  sign-only ±1 (Q1 = (+1, +1), Q2 = (−1, +1), Q3 = (−1, −1), Q4 = (+1, −1)), so Pearson r / CCC
+  on this set measure agreement with the quadrant signs, not with a graded mood.
+"""
 
 
 def _write_csv(df: pl.DataFrame, path: Path) -> Path:
@@ -122,13 +124,7 @@ def build_emopia(*, out: Path, workers: int, progress: bool) -> str:
     midis = EMOPIA_DIR / "midis"
     if not labels_src.exists() or not midis.is_dir():
         return f"skipped: emopia — {labels_src} or {midis} absent"
-    try:
-        from pipelines.audio.render import render_many
-    except ImportError as exc:
-        raise RuntimeError(
-            "EMOPIA part needs pipelines.audio.render.render_many (MIDI → audio), which is not "
-            f"available yet ({exc}); run with --parts deezer,emobank meanwhile"
-        ) from exc
+    from pipelines.audio.render import render_many
     lab = pl.read_csv(labels_src).filter(pl.col("split") == "val").sort("clip_id")
     items: list[tuple[str, Path]] = []
     for clip_id in lab["clip_id"].to_list():

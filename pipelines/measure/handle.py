@@ -8,7 +8,7 @@ import polars as pl
 
 from pipelines import schema as S
 from pipelines.index.bundle import load_bundle
-from pipelines.rank.recommender import RecommendRequest, Recommender
+from pipelines.rank.recommender import Recommender, RecommendRequest
 
 
 class BundleStoreHandle:
@@ -35,8 +35,7 @@ class BundleStoreHandle:
         return [r.track_id for r in result.results]
 
     def text_vectors(self, *, track_ids: Sequence[str]) -> np.ndarray:
-        rows = [self._row[t] for t in track_ids]
-        return np.asarray(self.bundle.text_vectors)[rows] if rows else np.zeros((0, self.bundle.text_vectors.shape[1]))
+        return self.bundle.text.rows(np.asarray([self._row[t] for t in track_ids], dtype=np.int64))
 
     def artists(self, *, track_ids: Sequence[str]) -> list[str | None]:
         artists = self.bundle.tracks.get_column(S.ARTIST).to_list()

@@ -19,7 +19,7 @@ constant of the VADER reference implementation, vaderSentiment 3.3.2); arousal i
 ("not calm" is not evidence of excitement). Valence and arousal are means over the matched
 words; ``coverage`` is the fraction of content tokens (non-stopword, non-negator) matched.
 
-Context cues (the plan's "morning", "workout", "sleep", "party", "study", "night" …) are reported
+Context cues ("morning", "workout", "sleep", "party", "study", "night" …) are reported
 by :meth:`MoodLexicon.context_cues` only for cue words that the norms actually rate, so their
 mood contribution is the norm value, never an invented number.
 
@@ -68,8 +68,8 @@ STOPWORDS: frozenset[str] = frozenset(
         "where", "how", "if", "then", "than", "too", "very", "all", "also", "im", "ive", "id",
     }
 )
-# Cue words the plan (PLAN.md §7.1) names as context modifiers; kept only where the norms rate them.
-PLAN_CONTEXT_CUES: tuple[str, ...] = (
+# Listening-context words reported as cues; kept only where the norms rate them.
+CONTEXT_CUE_WORDS: tuple[str, ...] = (
     "morning", "night", "evening", "workout", "gym", "run", "study", "focus", "party", "sleep",
     "relax", "work", "drive", "dinner", "dance", "rain", "summer", "winter",
 )
@@ -242,13 +242,13 @@ class MoodLexicon:
         return out
 
     def context_cues(self, text: str) -> list[str]:
-        """The plan's context cue words present in ``text`` that the Glasgow norms rate."""
+        """The context cue words (``CONTEXT_CUE_WORDS``) present in ``text`` that the Glasgow norms rate."""
         tokens = tokenize(text)
         joined = tokens + [a + b for a, b in zip(tokens, tokens[1:])]
         found: list[str] = []
         for tok in joined:
             entry = self.lookup(tok)
-            if entry in PLAN_CONTEXT_CUES and entry in self.arousal and entry not in found:
+            if entry in CONTEXT_CUE_WORDS and entry in self.arousal and entry not in found:
                 found.append(entry)
         return found
 
@@ -319,8 +319,8 @@ DAMPENERS: frozenset[str] = frozenset({"slightly", "somewhat", "bit", "little", 
 MAX_CONTEXT_SHIFT = 0.6  # per axis, after summing the cues of one text
 # The shifts describe music requests, so they apply only to query-like texts: at most
 # QUERY_MAX_TOKENS tokens, or any length when a listening word is present. In general prose these
-# words carry no such shift (EmoBank sentences with "work", "run", "night", "club" … rate within
-# ±0.05 of the corpus mean arousal), and applying them there cost 0.04 dev arousal r.
+# words carry no such shift (EmoBank sentences with "work", "run", "night", "club" … rate close to
+# the corpus mean arousal), and applying them there lowers the dev arousal correlation.
 QUERY_MAX_TOKENS = 8
 LISTENING_WORDS: frozenset[str] = frozenset(
     {"music", "song", "songs", "playlist", "playlists", "track", "tracks", "tunes", "mix", "beats",

@@ -260,7 +260,8 @@ def tag_mood_table(*, scorer: TagMoodScorer, data_dir: Path = store.DATA_DIR) ->
     rows: list[tuple[str, str]] = []
     try:
         path = resolve_open_file(data_dir=data_dir, relative=MOODTHEME_FILE)
-        rows += [(line.strip().removeprefix(MOODTHEME_PREFIX), "mtg_moodtheme") for line in path.read_text().splitlines() if line.strip()]
+        lines = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+        rows += [(line.removeprefix(MOODTHEME_PREFIX), "mtg_moodtheme") for line in lines]
     except FileNotFoundError:
         pass
     try:

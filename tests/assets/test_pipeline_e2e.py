@@ -1,13 +1,14 @@
 """The whole asset graph materialized in-process on a tiny real crawl, then served over HTTP."""
 
 import json
+import os
 
 import numpy as np
 import polars as pl
 import pytest
 
-from pipelines.heal import democorpus
 from pipelines import schema as S
+from pipelines.heal import democorpus
 from pipelines.store import DATA_DIR
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -32,10 +33,12 @@ def built_store(tmp_path_factory):
     crawl = _tiny_crawl(crawl_path)
     mp = pytest.MonkeyPatch()
     mp.setenv("MOODSCAPE_HOME", str(home))
-    from assets.definitions import materialize_all
+    from assets.build import materialize_all
     from assets.settings import MoodscapeSettings
 
-    settings = MoodscapeSettings(crawl=str(crawl_path), offline=True, emopia_limit=16, workers=2, query_mood_train_limit=1500)
+    settings = MoodscapeSettings(
+        crawl=str(crawl_path), offline=True, emopia_limit=16, workers=2, query_mood_train_limit=1500
+    )
     # evaluation_report is exercised by tests/test_evaluate_cli.py (it builds stores of its own)
     results = materialize_all(resources={"settings": settings}, exclude={"evaluation_report"}, raise_on_error=False)
     assert results and all(r.success for r in results)
@@ -79,7 +82,12 @@ def test_graph_materializes_and_publishes(built_store) -> None:
     assert sum(m["tracks_in_shard"].value for m in shard_meta) == len(crawl)
     assert len(store.batch_table_paths("link_history")) == 8
     checks = [e for r in results for e in r.get_asset_check_evaluations()]
-    assert {c.check_name for c in checks} == {"text_index_recall", "audio_index_recall", "mood_index_recall", "link_check_error_rate"}
+    assert {c.check_name for c in checks} == {
+        "text_index_recall",
+        "audio_index_recall",
+        "mood_index_recall",
+        "link_check_error_rate",
+    }
     assert all(c.passed for c in checks)
 
 
@@ -96,7 +104,13 @@ def test_served_api_answers_from_the_published_store(built_store) -> None:
         for item in body["results"]:
             assert -1 <= item["mood"]["valence"] <= 1 and -1 <= item["mood"]["arousal"] <= 1
             assert item["mood"]["source"] in {"audio", "text", "imputed", "fused"}
-        assert set(body["metadata"]["stages"]) == {"query_understanding", "retrieval", "scoring", "reranking", "postprocessing"}
+        assert set(body["metadata"]["stages"]) == {
+            "query_understanding",
+            "retrieval",
+            "scoring",
+            "reranking",
+            "postprocessing",
+        }
         assert -1 <= body["mood_detected"]["valence"] <= 1 and 0 <= body["mood_detected"]["confidence"] <= 1
         bad = client.post("/recommend", json={"query": ""})
         assert bad.status_code == 400 and "query" in bad.text
@@ -115,35 +129,66 @@ def test_evaluate_command_on_a_tiny_corpus_with_audio(built_store, tmp_path) -> 
     audio_dir = tmp_path / "audio"
     rendered = render_many(
         items=[(c, DATA_DIR / "emopia" / "midis" / f"{c}.mid") for c in picked.get_column("clip_id")],
-        out_dir=audio_dir, workers=2,
+        out_dir=audio_dir,
+        workers=2,
     ).filter(pl.col("render_error").is_null())
     signs = {1: (1.0, 1.0), 2: (-1.0, 1.0), 3: (-1.0, -1.0), 4: (1.0, -1.0)}
     quadrant = dict(zip(picked.get_column("clip_id"), picked.get_column("quadrant")))
-    corpus = pl.concat([
-        pl.DataFrame({
-            S.TRACK_ID: [f"clip{i}" for i in range(rendered.height)],
-            S.AUDIO_PATH: [f"audio/{p.split('/')[-1]}" for p in rendered.get_column("audio_path")],  # relative
-        }),
-        democorpus.musiccaps_rows(data_dir=DATA_DIR).head(20).select(S.TRACK_ID, S.DESCRIPTION, S.TAGS),
-    ], how="diagonal_relaxed")
+    corpus = pl.concat(
+        [
+            pl.DataFrame(
+                {
+                    S.TRACK_ID: [f"clip{i}" for i in range(rendered.height)],
+                    S.AUDIO_PATH: [f"audio/{p.split('/')[-1]}" for p in rendered.get_column("audio_path")],  # relative
+                }
+            ),
+            democorpus.musiccaps_rows(data_dir=DATA_DIR).head(20).select(S.TRACK_ID, S.DESCRIPTION, S.TAGS),
+        ],
+        how="diagonal_relaxed",
+    )
     corpus.write_csv(tmp_path / "corpus.csv")
-    pl.DataFrame({
-        S.TRACK_ID: [f"clip{i}" for i in range(rendered.height)],
-        S.VALENCE: [signs[quadrant[c]][0] for c in rendered.get_column("clip_id")],
-        S.AROUSAL: [signs[quadrant[c]][1] for c in rendered.get_column("clip_id")],
-    }).write_csv(tmp_path / "labels.csv")
+    pl.DataFrame(
+        {
+            S.TRACK_ID: [f"clip{i}" for i in range(rendered.height)],
+            S.VALENCE: [signs[quadrant[c]][0] for c in rendered.get_column("clip_id")],
+            S.AROUSAL: [signs[quadrant[c]][1] for c in rendered.get_column("clip_id")],
+        }
+    ).write_csv(tmp_path / "labels.csv")
     eb = pl.read_csv(DATA_DIR / "text" / "emobank_train_dev.csv").filter(pl.col("split") == "dev").head(6)
-    eb.select(pl.col("text").alias("query"), ((pl.col("V") - 3) / 2).alias("valence"),
-              ((pl.col("A") - 3) / 2).alias("arousal")).write_csv(tmp_path / "queries.csv")
+    eb.select(
+        pl.col("text").alias("query"),
+        ((pl.col("V") - 3) / 2).alias("valence"),
+        ((pl.col("A") - 3) / 2).alias("arousal"),
+    ).write_csv(tmp_path / "queries.csv")
 
     out = tmp_path / "report"
-    code = main(["evaluate", "--corpus", str(tmp_path / "corpus.csv"), "--labels", str(tmp_path / "labels.csv"),
-                 "--queries", str(tmp_path / "queries.csv"), "--out", str(out), "--offline", "--json"])
+    code = main(
+        [
+            "evaluate",
+            "--corpus",
+            str(tmp_path / "corpus.csv"),
+            "--labels",
+            str(tmp_path / "labels.csv"),
+            "--queries",
+            str(tmp_path / "queries.csv"),
+            "--out",
+            str(out),
+            "--offline",
+            "--json",
+        ]
+    )
     assert code == 0
     report = json.loads((out / "report.json").read_text())
     assert report["n_tracks"] == corpus.height and report["n_queries"] == 6
     assert set(report["ranking"]) == {"full", "baseline_sbert"}
-    assert set(report["ranking"]["full"]) == {"precision@10", "recall@50", "ndcg@20", "mood_alignment@10", "artist_diversity@50", "ild@50"}
+    assert set(report["ranking"]["full"]) == {
+        "precision@10",
+        "recall@50",
+        "ndcg@20",
+        "mood_alignment@10",
+        "artist_diversity@50",
+        "ild@50",
+    }
     assert report["track_mood"]["n"] == rendered.height
     assert "audio" in report["track_mood"]["by_source"]  # the clips' moods came from their audio
     assert report["latency_ms"]["full"]["p50"] > 0
@@ -154,12 +199,17 @@ def test_a_crawl_with_audio_but_no_text_still_publishes(built_store, tmp_path) -
     """Nothing to put in the text index (no title, tags, description…): the empty index passes
     its recall check, the store publishes, and moods come from the audio alone."""
     from assets.evalstore import build_store_from_corpus
+    from pipelines import store
     from pipelines.measure.handle import BundleStoreHandle
 
     home, _, _ = built_store
+    main_version = store.read_current_version()
     immich = democorpus.immich_rows(data_dir=DATA_DIR).head(6)
     corpus = immich.select(S.TRACK_ID, S.AUDIO_PATH)  # audio only
     folder = build_store_from_corpus(corpus=corpus, workdir=tmp_path / "w", offline=True, source_home=home)
+    # built under its work folder through the store resource: the main store and MOODSCAPE_HOME are untouched
+    assert folder.is_relative_to((tmp_path / "w").resolve())
+    assert os.environ["MOODSCAPE_HOME"] == str(home) and store.read_current_version() == main_version
     handle = BundleStoreHandle(folder)
     try:
         moods = handle.track_moods()

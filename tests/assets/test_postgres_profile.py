@@ -26,7 +26,7 @@ from pipelines.store import DATA_DIR
 
 pytestmark = pytest.mark.integration
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PG_BIN = Path(os.environ.get("MOODSCAPE_PG_BIN", "/usr/lib/postgresql/15/bin"))
 PG_USER = "dagster"
 PG_DB = "moodscape_dagster"
@@ -42,14 +42,25 @@ class PgServer:
 
     def env(self) -> dict[str, str]:
         """The DAGSTER_PG_* variables dagster.prod.yaml reads."""
-        return {"DAGSTER_PG_HOST": self.host, "DAGSTER_PG_PORT": str(self.port), "DAGSTER_PG_USERNAME": self.user,
-                "DAGSTER_PG_PASSWORD": self.password, "DAGSTER_PG_DB": self.db_name}
+        return {
+            "DAGSTER_PG_HOST": self.host,
+            "DAGSTER_PG_PORT": str(self.port),
+            "DAGSTER_PG_USERNAME": self.user,
+            "DAGSTER_PG_PASSWORD": self.password,
+            "DAGSTER_PG_DB": self.db_name,
+        }
 
     def connect(self, db_name: str | None = None):
         import psycopg2
 
-        return psycopg2.connect(host=self.host, port=self.port, user=self.user, password=self.password,
-                                dbname=db_name or self.db_name, connect_timeout=10)
+        return psycopg2.connect(
+            host=self.host,
+            port=self.port,
+            user=self.user,
+            password=self.password,
+            dbname=db_name or self.db_name,
+            connect_timeout=10,
+        )
 
 
 def _free_port() -> int:
@@ -90,8 +101,19 @@ def postgres() -> Iterator[PgServer]:
 
     started = False
     try:
-        out = run(str(PG_BIN / "initdb"), "-D", str(data), "-U", PG_USER, f"--pwfile={base / 'pwfile'}",
-                  "--auth-local=trust", "--auth-host=scram-sha-256", "-E", "UTF8", "--no-sync")
+        out = run(
+            str(PG_BIN / "initdb"),
+            "-D",
+            str(data),
+            "-U",
+            PG_USER,
+            f"--pwfile={base / 'pwfile'}",
+            "--auth-local=trust",
+            "--auth-host=scram-sha-256",
+            "-E",
+            "UTF8",
+            "--no-sync",
+        )
         assert out.returncode == 0, out.stdout + out.stderr
         options = f"-c listen_addresses=127.0.0.1 -p {port} -k {base / 'sock'} -c fsync=off -c full_page_writes=off"
         out = run(str(PG_BIN / "pg_ctl"), "-D", str(data), "-l", str(log), "-o", options, "-w", "-t", "60", "start")
@@ -151,15 +173,19 @@ def test_prod_profile_loads_postgres_storage_queue_and_retries(prod_instance) ->
 def test_materialize_against_postgres_records_run_and_events(prod_instance, postgres: PgServer, tmp_path) -> None:
     from dagster import AssetKey, DagsterEventType
 
-    from assets.definitions import materialize_all
+    from assets.build import materialize_all
     from assets.settings import MoodscapeSettings
 
     crawl = tmp_path / "crawl.csv"
     democorpus.musiccaps_rows(data_dir=DATA_DIR).head(4).write_csv(crawl)
     settings = MoodscapeSettings(crawl=str(crawl), offline=True)
     # ingest, two link-check shard partitions, the derived status: four runs in the Postgres storage
-    results = materialize_all(instance=prod_instance, resources={"settings": settings},
-                              select={"raw_tracks", "link_checks", "track_link_status"}, shards=["00", "01"])
+    results = materialize_all(
+        instance=prod_instance,
+        resources={"settings": settings},
+        select={"raw_tracks", "link_checks", "track_link_status"},
+        shards=["00", "01"],
+    )
     assert len(results) == 4 and all(r.success for r in results)
     run_ids = [r.run_id for r in results]
     run_id = run_ids[-1]
@@ -171,17 +197,27 @@ def test_materialize_against_postgres_records_run_and_events(prod_instance, post
     with postgres.connect() as con, con.cursor() as cur:
         cur.execute("SELECT run_id, status FROM runs WHERE run_id = ANY(%s)", (run_ids,))
         assert sorted(cur.fetchall()) == sorted((r, "SUCCESS") for r in run_ids)
-        cur.execute("SELECT run_id, dagster_event_type, asset_key, partition FROM event_logs WHERE run_id = ANY(%s)", (run_ids,))
+        cur.execute(
+            "SELECT run_id, dagster_event_type, asset_key, partition FROM event_logs WHERE run_id = ANY(%s)", (run_ids,)
+        )
         events = cur.fetchall()
         cur.execute("SELECT asset_key FROM asset_keys")
         asset_keys = {row[0] for row in cur.fetchall()}
     con.close()
     materialized = {(run, key, part) for run, kind, key, part in events if kind == "ASSET_MATERIALIZATION"}
-    assert materialized == {(run_ids[0], '["raw_tracks"]', None), (run_ids[1], '["link_checks"]', "00"),
-                            (run_ids[2], '["link_checks"]', "01"), (run_ids[3], '["track_link_status"]', None)}
+    assert materialized == {
+        (run_ids[0], '["raw_tracks"]', None),
+        (run_ids[1], '["link_checks"]', "00"),
+        (run_ids[2], '["link_checks"]', "01"),
+        (run_ids[3], '["track_link_status"]', None),
+    }
     kinds = {kind for run, kind, _, _ in events if run == run_ids[1]}
-    expected = {DagsterEventType.RUN_START, DagsterEventType.RUN_SUCCESS, DagsterEventType.STEP_SUCCESS,
-                DagsterEventType.ASSET_CHECK_EVALUATION}
+    expected = {
+        DagsterEventType.RUN_START,
+        DagsterEventType.RUN_SUCCESS,
+        DagsterEventType.STEP_SUCCESS,
+        DagsterEventType.ASSET_CHECK_EVALUATION,
+    }
     assert {e.value for e in expected} <= kinds  # stored under their legacy names (PIPELINE_START, ...)
     assert {'["raw_tracks"]', '["link_checks"]', '["track_link_status"]'} <= asset_keys
     # and the instance reads them back through the same storage
@@ -198,9 +234,24 @@ def test_launched_job_waits_in_the_postgres_queue(prod_instance, postgres: PgSer
 
     exe = Path(sys.executable).parent / "dagster"
     # recheck_links is partitioned by link shard: the operator names the shard to re-check
-    out = subprocess.run([str(exe), "job", "launch", "-w", str(REPO / "workspace.yaml"), "-j", "recheck_links",
-                          "--tags", '{"dagster/partition": "03"}'],
-                         cwd=REPO, capture_output=True, text=True, timeout=300, env=dict(os.environ))
+    out = subprocess.run(
+        [
+            str(exe),
+            "job",
+            "launch",
+            "-w",
+            str(REPO / "workspace.yaml"),
+            "-j",
+            "recheck_links",
+            "--tags",
+            '{"dagster/partition": "03"}',
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ),
+    )
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     from dagster import RunsFilter
 
@@ -214,8 +265,10 @@ def test_launched_job_waits_in_the_postgres_queue(prod_instance, postgres: PgSer
         cur.execute("SELECT key, value FROM run_tags WHERE run_id = %s", (run.run_id,))
         tags = cur.fetchall()
         assert ("moodscape/resource", "network") in tags and ("dagster/partition", "03") in tags
-        cur.execute("SELECT count(*) FROM event_logs WHERE run_id = %s AND dagster_event_type = %s",
-                    (run.run_id, DagsterEventType.RUN_ENQUEUED.value))
+        cur.execute(
+            "SELECT count(*) FROM event_logs WHERE run_id = %s AND dagster_event_type = %s",
+            (run.run_id, DagsterEventType.RUN_ENQUEUED.value),
+        )
         enqueued_events = cur.fetchone()[0]
     con.close()
     assert enqueued_events == 1

@@ -11,8 +11,9 @@ import pytest
 
 from pipelines.audio import render
 from pipelines.schema import AUDIO_PATH
+from pipelines.store import DATA_DIR
 
-REPO_MIDIS = Path(__file__).resolve().parents[1] / "data" / "emopia" / "midis"
+REPO_MIDIS = DATA_DIR / "emopia" / "midis"
 SHARED_MIDIS = Path("/work/shared/data/open/midi/emopia/midis")
 MIDI_DIR = REPO_MIDIS if REPO_MIDIS.is_dir() else SHARED_MIDIS
 MIDIS = sorted(MIDI_DIR.glob("*.mid"))[:2] if MIDI_DIR.is_dir() else []

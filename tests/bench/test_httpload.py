@@ -7,16 +7,13 @@ JSON path; tiny asyncio servers written here produce the edge cases a stock serv
 
 import asyncio
 import json
-import os
 import threading
-import time
 from collections.abc import Awaitable, Callable
 from http.server import ThreadingHTTPServer
 
 import msgspec
 import pytest
 
-from bench import service as benchmark
 from bench.httpload import ConnectionClosed, HttpPool, MalformedResponse
 from tests.helpers import LoopbackHandler
 
@@ -27,10 +24,6 @@ class _EchoHandler(LoopbackHandler):
 
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        if self.path == "/recommend":
-            out = {"results": [{"q": body["query"]}]} if body["query"] != "bad" else {"detail": "nope"}
-            self.reply(200, body=json.dumps(out).encode(), ctype="application/json")
-            return
         out = {"echo": body, "port": self.client_address[1], "ctype": self.headers["Content-Type"]}
         self.reply(200, body=json.dumps(out).encode(), ctype="application/json")
 
@@ -235,10 +228,8 @@ def test_timeout_raises_and_pool_recovers() -> None:
 
     async def test(url: str, state: dict) -> None:
         async with HttpPool(base_url=url, size=1, timeout_s=0.3) as pool:
-            t = time.perf_counter()
             with pytest.raises(TimeoutError, match="0.3"):
                 await pool.get("/slow")
-            assert time.perf_counter() - t < 1.5
             assert await pool.get("/fast") == (200, b"fast")  # slot released, stale connection dropped
             assert pool.connects == 2
 
@@ -271,31 +262,3 @@ def test_malformed_or_truncated_response_raises_clear_error(response: bytes, err
                 await pool.get("/")
 
     asyncio.run(serve(handler, test))
-
-
-# ------------------------------------------------------------------ the bench's use of it
-def test_bench_run_block_validates_results(echo_url: str) -> None:
-    """run_block counts a 200 without a ``results`` list as an error and times the good ones."""
-    tally = benchmark.Tally()
-
-    async def go() -> None:
-        async with HttpPool(base_url=echo_url, size=2, timeout_s=5) as pool:
-            await benchmark.run_block(client=pool, queries=["a", "bad", "c", "d"], mode="full",
-                                      concurrency=2, tally=tally)
-
-    asyncio.run(go())
-    s = tally.summary()
-    assert s["requests"] == 4 and s["errors"] == 1 and len(tally.latencies_ms) == 3
-    assert tally.error_samples and tally.error_samples[0].startswith("200:")
-
-
-def test_proc_cpu_s_tracks_process_time() -> None:
-    pid = os.getpid()
-    c0, p0 = time.process_time(), benchmark.proc_cpu_s(pid)
-    t = time.perf_counter()
-    x = 0
-    while time.perf_counter() - t < 0.3:
-        x += 1
-    c, p = time.process_time() - c0, benchmark.proc_cpu_s(pid) - p0
-    assert c > 0.2 and abs(p - c) < 0.05, (p, c)
-    assert benchmark.proc_cpu_s(2**22 + 12345) == 0.0  # no such pid

@@ -73,7 +73,7 @@ def test_text_rules():
 @pytest.fixture(scope="module")
 def librosa_features(librosa_crawl) -> pl.DataFrame:
     os.environ.setdefault("NUMBA_CACHE_DIR", str(DATA_DIR.parent / ".numba_cache"))
-    audio = pytest.importorskip("pipelines.audio.features")
+    audio = pytest.importorskip("pipelines.audio.extract")
     items = list(librosa_crawl.select(S.TRACK_ID, S.AUDIO_PATH).iter_rows())
     feats = audio.extract_many(items=items, workers=1, duration=30.0)
     assert feats[S.AUDIO_ERROR].null_count() == feats.height
@@ -111,7 +111,7 @@ def test_sparse_solo_piano_is_music_by_audio_alone(tmp_path):
     chroma/onset condition existed)."""
     import shutil
 
-    from pipelines.audio.features import extract_many
+    from pipelines.audio.extract import extract_many
     from pipelines.audio.render import DEFAULT_SOUNDFONT, render_many
 
     if shutil.which("fluidsynth") is None or not DEFAULT_SOUNDFONT.is_file():

@@ -6,10 +6,9 @@ import random
 import numpy as np
 import pytest
 
-from pipelines.index import build as indexing
-
-from pipelines.rank import recommender as ranking
 from pipelines import schema as S
+from pipelines.index import search as isearch
+from pipelines.rank import recommender as ranking
 from tests.helpers import genres_of
 
 N_COMBINATIONS = 150
@@ -101,9 +100,9 @@ def test_unfiltered_allow_lists(rec) -> None:
     np.testing.assert_array_equal(rec.allowed_ids(ranking.Filters(), include_unavailable=True), np.arange(len(status)))
 
 
-@pytest.mark.parametrize("small_limit", [indexing.SMALL_ALLOW_LIST, 0])  # restrict-and-remap / IDSelectorBatch
+@pytest.mark.parametrize("small_limit", [isearch.SMALL_ALLOW_LIST, 0])  # restrict-and-remap / IDSelectorBatch
 def test_faiss_allow_list_search_is_exact_on_the_subset(rec, embed_cached, monkeypatch, small_limit) -> None:
-    monkeypatch.setattr(indexing, "SMALL_ALLOW_LIST", small_limit)
+    monkeypatch.setattr(isearch, "SMALL_ALLOW_LIST", small_limit)
     rng = np.random.default_rng(7)
     n = len(rec.bundle)
     queries = embed_cached(["sad piano", "heavy metal guitar riff", "calm ambient pads", "female vocal pop"])
@@ -112,18 +111,18 @@ def test_faiss_allow_list_search_is_exact_on_the_subset(rec, embed_cached, monke
         allow = np.sort(rng.choice(n, size=size, replace=False)).astype(np.int64)
         k = 8
         # text (inner product)
-        scores, ids = indexing.search(index=rec.bundle.text_index, queries=queries, k=k, allow=allow)
-        sims = queries @ rec.bundle.text_rows(allow).T
+        scores, ids = isearch.search(index=rec.bundle.text.index, queries=queries, k=k, allow=allow)
+        sims = queries @ rec.bundle.text.rows(allow).T
         for qi in range(len(queries)):
             got = ids[qi][ids[qi] >= 0]
             assert set(got.tolist()) <= set(allow.tolist())
             assert len(got) == min(k, size)
             top = np.sort(sims[qi])[::-1][: len(got)]
             np.testing.assert_allclose(scores[qi][: len(got)], top, atol=1e-5)
-            np.testing.assert_allclose(queries[qi] @ rec.bundle.text_rows(got).T, top, atol=1e-5)
+            np.testing.assert_allclose(queries[qi] @ rec.bundle.text.rows(got).T, top, atol=1e-5)
         # mood (L2 in 2-d)
         target = np.array([[-0.2, 0.3]], np.float32)
-        d, mids = indexing.search(index=rec.bundle.mood_index, queries=target, k=k, allow=allow)
+        d, mids = isearch.search(index=rec.bundle.mood.index, queries=target, k=k, allow=allow)
         got = mids[0][mids[0] >= 0]
         assert set(got.tolist()) <= set(allow.tolist()) and len(got) == min(k, size)
         ref = np.sort(((va_all[allow] - target) ** 2).sum(1))[: len(got)]
@@ -151,15 +150,15 @@ def test_unfiltered_search_without_selector_matches_the_selector_search(rec, emb
     va = rec.bundle.tracks.select(S.VALENCE, S.AROUSAL).to_numpy().astype(np.float32)
     target = np.array([[0.4, -0.2]], np.float32)
     for k in (5, 50, 300, 600):
-        got, got_scores = rec._search(rec.bundle.text_index, q, k, live)
-        _, ref = indexing.search(index=rec.bundle.text_index, queries=q, k=k, allow=live)
+        got, got_scores = rec.retriever.search(rec.bundle.text, q[0], k, live)
+        _, ref = isearch.search(index=rec.bundle.text.index, queries=q, k=k, allow=live)
         ref = ref[0][ref[0] >= 0]
         assert rec._live[got].all() and len(got) == len(ref) == min(k, len(live))
-        np.testing.assert_allclose(rec.bundle.text_rows(got) @ q[0], rec.bundle.text_rows(ref) @ q[0], atol=1e-5)
+        np.testing.assert_allclose(rec.bundle.text.rows(got) @ q[0], rec.bundle.text.rows(ref) @ q[0], atol=1e-5)
         # the scores handed to scoring are the similarities of the returned rows' stored vectors
-        np.testing.assert_allclose(got_scores, rec.bundle.text_rows(got) @ q[0], atol=1e-5)
-        got, _ = rec._search(rec.bundle.mood_index, target, k, live)
-        _, ref = indexing.search(index=rec.bundle.mood_index, queries=target, k=k, allow=live)
+        np.testing.assert_allclose(got_scores, rec.bundle.text.rows(got) @ q[0], atol=1e-5)
+        got, _ = rec.retriever.search(rec.bundle.mood, target[0], k, live)
+        _, ref = isearch.search(index=rec.bundle.mood.index, queries=target, k=k, allow=live)
         ref = ref[0][ref[0] >= 0]
         assert rec._live[got].all() and len(got) == len(ref)
         np.testing.assert_allclose(((va[got] - target) ** 2).sum(1), ((va[ref] - target) ** 2).sum(1), atol=1e-5)

@@ -2,15 +2,18 @@
 
 import json
 
+import msgspec
 import numpy as np
 import polars as pl
 import pytest
 
-from pipelines.index import bundle as B
-from pipelines.index import build as indexing
-from pipelines.rank import recommender as ranking
 from pipelines import schema as S
 from pipelines.embed.sentence import embed_texts
+from pipelines.index import bundle as B
+from pipelines.index import search as isearch
+from pipelines.index.version import write_version
+from pipelines.rank import recommender as ranking
+from pipelines.rank import rerank, score, types
 from tests.helpers import genres_of
 
 
@@ -27,32 +30,32 @@ def test_bundle_layout_and_manifest(bundle_dir) -> None:
     assert set(m["libraries"]) == {"faiss", "numpy", "polars"}
     b = B.load_bundle(bundle_dir)
     assert b.tracks.columns == list(B.BUNDLE_COLUMNS)
-    assert isinstance(b.text_vectors, np.memmap) and b.text_vectors.shape == (500, 384)
+    assert isinstance(b.text.vectors, np.memmap) and b.text.vectors.shape == (500, 384)
     assert not b.has_audio.any() and b.has_mood.all()
-    np.testing.assert_allclose(np.linalg.norm(b.text_vectors, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(b.text.vectors, axis=1), 1.0, atol=1e-5)
 
 
 def test_write_bundle_replaces_existing_version(tmp_path, bundle_dir) -> None:
     b = B.load_bundle(bundle_dir)
     target = tmp_path / "v"
     for rows in (40, 25):  # second write replaces the first whole
-        B.write_bundle(
-            folder=target, tracks=b.tracks.head(rows), text_vectors=np.asarray(b.text_vectors[:rows]),
+        write_version(
+            folder=target, tracks=b.tracks.head(rows), text_vectors=np.asarray(b.text.vectors[:rows]),
             audio_vectors=np.zeros((rows, 0), np.float32), query_mood_model_path=b.query_mood_path,
             extra_manifest={},
         )
     assert B.load_bundle(target).manifest["counts"]["tracks"] == 25
     assert [p.name for p in tmp_path.iterdir()] == ["v"]  # no temp folders left behind
     with pytest.raises(ValueError):
-        B.write_bundle(folder=tmp_path / "bad", tracks=b.tracks.head(3), text_vectors=np.zeros((2, 384)),
-                       audio_vectors=np.zeros((3, 0)), query_mood_model_path=b.query_mood_path)
+        write_version(folder=tmp_path / "bad", tracks=b.tracks.head(3), text_vectors=np.zeros((2, 384)),
+                      audio_vectors=np.zeros((3, 0)), query_mood_model_path=b.query_mood_path)
 
 
 def test_weights_table_covers_every_query_type() -> None:
-    assert set(ranking.WEIGHTS) == {"mood", "genre", "artist", "attribute", "default"}
-    # The plan's rows do not all sum to 1 (its mood row sums to 0.95); scoring renormalises the
+    assert set(score.WEIGHTS) == {"mood", "genre", "artist", "attribute", "default"}
+    # The rows do not all sum to 1 (the mood row sums to 0.95); scoring renormalises the
     # positive weights per track, so only their ratios matter.
-    for w in ranking.WEIGHTS.values():
+    for w in score.WEIGHTS.values():
         assert min(w.text, w.audio, w.mood, w.collab, w.popularity_penalty) > 0
 
 
@@ -82,7 +85,8 @@ class _FixedMood:
 
 def test_confident_model_mood_makes_a_default_query_a_mood_query(bundle_dir) -> None:
     bundle = B.load_bundle(bundle_dir)
-    for (v, a, c), expected in [((-0.6, -0.1, 0.8), "mood"), ((-0.6, -0.1, 0.2), "default"), ((0.05, 0.1, 0.9), "default")]:
+    cases = [((-0.6, -0.1, 0.8), "mood"), ((-0.6, -0.1, 0.2), "default"), ((0.05, 0.1, 0.9), "default")]
+    for (v, a, c), expected in cases:
         r = ranking.Recommender(bundle, query_mood=_FixedMood(v, a, c))
         try:
             qu = r.understand("xyzzy plugh")  # no lexicon word: only the model can make it a mood query
@@ -95,14 +99,15 @@ def test_full_recommendation(rec) -> None:
     res = rec.recommend(ranking.RecommendRequest(query="sad mellow piano ballad", top_k=15))
     assert len(res.results) == 15 and res.query_type == "mood"
     assert res.mood_detected is not None and res.mood_detected.valence < 0.1
-    assert set(res.metadata.stages) == set(ranking.STAGES)
-    assert all(v >= 0 for v in res.metadata.stages.values()) and res.metadata.total_candidates >= 15
+    stages = msgspec.structs.asdict(res.metadata.stages)
+    assert list(stages) == list(types.STAGES)
+    assert all(v >= 0 for v in stages.values()) and res.metadata.total_candidates >= 15
     assert res.metadata.store_version == "test-v1"
     assert len({t.track_id for t in res.results}) == 15
     assert all(t.url_status != "DEAD" for t in res.results)
     # results are relevant by text: their mean cosine to the query beats 90 % of live tracks
     q = embed_texts(["sad mellow piano ballad"])[0]
-    sims = np.asarray(rec.bundle.text_vectors) @ q
+    sims = np.asarray(rec.bundle.text.vectors) @ q
     row = {tid: i for i, tid in enumerate(rec.bundle.tracks[S.TRACK_ID].to_list())}
     assert sims[[row[t.track_id] for t in res.results]].mean() > np.quantile(sims[rec._live], 0.9)
     for t in res.results:
@@ -114,7 +119,7 @@ def test_artist_spacing(rec) -> None:
     artists = [t.artist for t in res.results]
     assert sum(a is not None for a in artists) >= 10
     for i in range(len(artists) - 2):
-        window = [a for a in artists[i : i + ranking.ARTIST_WINDOW] if a]
+        window = [a for a in artists[i : i + rerank.ARTIST_WINDOW] if a]
         assert len(window) == len(set(window)), artists
 
 
@@ -122,12 +127,12 @@ def test_mmr_is_diverse_and_complete(rec) -> None:
     q = embed_texts(["guitar"])[0]
     cand = np.arange(len(rec.bundle), dtype=np.int64)
     cand = cand[rec._live]
-    scores = rec.bundle.text_rows(cand) @ q
+    scores = rec.bundle.text.rows(cand) @ q
     order = rec.rerank(cand=cand, scores=scores, k=10)
     assert len(order) == len(set(order.tolist())) == 10
     assert order[0] == int(np.argmax(scores))  # first pick is the most relevant
-    picked = rec.bundle.text_rows(cand[order])
-    greedy = rec.bundle.text_rows(cand[np.argsort(-scores)[:10]])
+    picked = rec.bundle.text.rows(cand[order])
+    greedy = rec.bundle.text.rows(cand[np.argsort(-scores)[:10]])
     # MMR's picks are less redundant than the plain top 10
     off = ~np.eye(10, dtype=bool)
     assert (picked @ picked.T)[off].mean() <= (greedy @ greedy.T)[off].mean()
@@ -170,7 +175,7 @@ def test_baseline_equals_exact_inner_product(rec, assert_exact_top_k) -> None:
     query = "upbeat dance track with synth bass"
     res = rec.recommend(ranking.RecommendRequest(query=query, top_k=12, mode="baseline"))
     q = embed_texts([query])[0]
-    sims = np.asarray(rec.bundle.text_vectors) @ q
+    sims = np.asarray(rec.bundle.text.vectors) @ q
     sims[rec.bundle.tracks[S.URL_STATUS].to_numpy() == "DEAD"] = -np.inf
     assert_exact_top_k(res=[(t.track_id, t.score) for t in res.results], sims=sims,
                        track_ids=rec.bundle.tracks[S.TRACK_ID].to_list(), k=12)
@@ -180,6 +185,6 @@ def test_baseline_equals_exact_inner_product(rec, assert_exact_top_k) -> None:
 def test_mood_index_search_is_exact(rec) -> None:
     va = rec.bundle.tracks.select(S.VALENCE, S.AROUSAL).to_numpy().astype(np.float32)
     target = np.array([[-0.3, 0.2]], np.float32)
-    _, ids = indexing.search(index=rec.bundle.mood_index, queries=target, k=5)
+    _, ids = isearch.search(index=rec.bundle.mood.index, queries=target, k=5)
     d = np.linalg.norm(va - target, axis=1)
     np.testing.assert_allclose(np.sort(d[ids[0]]), np.sort(d)[:5], atol=1e-6)

@@ -1,6 +1,5 @@
 """HTTP API over a real test bundle (see conftest): happy path, errors, filters, baseline."""
 
-import re
 import subprocess
 import sys
 
@@ -8,16 +7,17 @@ import numpy as np
 import polars as pl
 import pytest
 
-from pipelines import store
 from pipelines import schema as S
-from pipelines.index.bundle import load_bundle
+from pipelines import store
 from pipelines.embed.sentence import embed_texts
+from pipelines.index.bundle import load_bundle
+from tests.helpers import genres_of
 
 
 def test_serving_does_not_import_dagster() -> None:
     code = "import sys, serving.app; sys.exit('dagster' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], cwd=store.REPO_ROOT, timeout=120).returncode == 0
-    for module in ("app", "schemas", "errors", "cache", "reload", "__init__"):
+    for module in ("app", "schemas", "errors", "cache", "reload", "settings", "__init__"):
         src = (store.REPO_ROOT / "serving" / f"{module}.py").read_text()
         assert "from __future__ import annotations" not in src
 
@@ -124,7 +124,7 @@ def test_filters_respected(client, tracks, filters) -> None:
     rows = {t[S.TRACK_ID]: t for t in tracks.iter_rows(named=True)}
     # brute force over the table: how many live rows satisfy the filters
     def ok(t: dict) -> bool:
-        genres = {g.strip().lower() for g in re.split(r"[,|;/]", t[S.GENRE] or "") if g.strip()}
+        genres = genres_of(t[S.GENRE])
         return (
             t[S.URL_STATUS] != "DEAD"
             and ("min_year" not in filters or (t[S.YEAR] is not None and t[S.YEAR] >= filters["min_year"]))
@@ -142,7 +142,7 @@ def test_baseline_equals_brute_force(client, bundle_dir, assert_exact_top_k) -> 
     r = client.post("/recommend", json={"query": query, "top_k": 10, "mode": "baseline"})
     assert r.status_code == 200
     b = load_bundle(bundle_dir)
-    sims = np.asarray(b.text_vectors) @ embed_texts([query])[0]
+    sims = np.asarray(b.text.vectors) @ embed_texts([query])[0]
     sims[b.tracks[S.URL_STATUS].to_numpy() == "DEAD"] = -np.inf
     assert_exact_top_k(res=[(t["track_id"], t["score"]) for t in r.json()["results"]], sims=sims,
                        track_ids=b.tracks[S.TRACK_ID].to_list(), k=10)

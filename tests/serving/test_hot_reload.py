@@ -14,28 +14,29 @@ import pytest
 import uvicorn
 from litestar.testing import TestClient
 
-from pipelines.rank import recommender as ranking
-
 from pipelines import store
+from pipelines.index import bundle as B
+from pipelines.rank import recommender as ranking
 from serving.app import create_app
 from serving.cache import ResponseCache
+from serving.settings import ServingSettings
 
 QUERIES = ["sad piano", "energetic rock guitar", "calm ambient", "happy pop", "dark techno", "jazz trumpet"]
 
 
 def publish(*, root: Path, src: Path, version: str) -> None:
-    """Copy bundle ``src`` to ``root/versions/<version>`` (manifest names the version, as
-    write_bundle does) and switch ``root/CURRENT`` to it atomically."""
-    folder = root / "versions" / version
+    """Copy bundle ``src`` into the store at ``root`` as ``version`` (the manifest names the
+    version, as the writer does) and publish it."""
+    layout = store.StoreLayout(root)
+    folder = layout.version_dir(version)
     if not folder.exists():
-        tmp = root / "versions" / f".{version}.tmp"
+        tmp = folder.with_name(f".{version}.tmp")
         shutil.copytree(src, tmp)
-        manifest = json.loads((tmp / "manifest.json").read_text())
+        manifest = json.loads((tmp / B.MANIFEST_FILE).read_text())
         manifest["version"] = version
-        (tmp / "manifest.json").write_text(json.dumps(manifest))
+        (tmp / B.MANIFEST_FILE).write_text(json.dumps(manifest))
         tmp.rename(folder)
-    with store.atomic_path(root / "CURRENT") as t:
-        t.write_text(version + "\n")
+    layout.publish(version)
 
 
 def _free_port() -> int:
@@ -46,7 +47,7 @@ def _free_port() -> int:
 
 def _app(root: Path, mood_adapter, interval: float):
     return create_app(
-        store_root=root, reload_interval_s=interval, cache=ResponseCache(capacity=0),
+        store_root=root, settings=ServingSettings(reload_interval_s=interval), cache=ResponseCache(capacity=0),
         recommender_factory=lambda b: ranking.Recommender(b, query_mood=mood_adapter),
     )
 
@@ -128,8 +129,9 @@ def test_admin_reload_and_a_broken_version_keeps_serving(tmp_path, bundle_dir, m
         assert r.status_code == 200 and r.json() == {"store_version": "B", "reloaded": True}
         assert c.post("/recommend", json={"query": "rock"}).json()["metadata"]["store_version"] == "B"
 
-        (root / "versions" / "C").mkdir()  # a version folder without its files
-        with store.atomic_path(root / "CURRENT") as t:
+        layout = store.StoreLayout(root)
+        layout.version_dir("C").mkdir()  # a version folder without its files
+        with store.atomic_path(layout.current_pointer) as t:
             t.write_text("C\n")
         r = c.post("/admin/reload")
         assert r.status_code == 503 and "still serving" in r.json()["detail"]

@@ -15,9 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.rank import recommender as ranking
-
 from pipelines import store
+from pipelines.rank import recommender as ranking
 from serving.app import create_app
 
 CHROMIUM = Path("/usr/bin/chromium")

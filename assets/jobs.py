@@ -1,0 +1,162 @@
+"""Jobs for the common operations, the daily link re-check schedule and the two sensors.
+
+Each job's selection brings the asset checks of its assets along. Schedules and sensors start
+STOPPED unless ``MOODSCAPE_AUTOMATION=on`` (``make ui`` sets it).
+"""
+
+from datetime import datetime, timezone
+
+from dagster import (
+    AssetSelection,
+    DagsterRunStatus,
+    RunRequest,
+    RunsFilter,
+    RunStatusSensorContext,
+    ScheduleEvaluationContext,
+    SensorEvaluationContext,
+    SensorResult,
+    SkipReason,
+    define_asset_job,
+    run_status_sensor,
+    schedule,
+    sensor,
+)
+
+from assets.partitions import crawl_batches, link_shards
+from assets.resources import StoreResource
+from assets.settings import schedule_status, sensor_status
+from pipelines.heal.catalogue import new_inbox_files
+
+# Run tag read by the production instance's tag concurrency limits (dagster.prod.yaml): at most
+# one CPU-heavy build and one link re-check at a time.
+RESOURCE_TAG = "moodscape/resource"
+CPU = {RESOURCE_TAG: "cpu"}
+NETWORK = {RESOURCE_TAG: "network"}
+
+_batch = AssetSelection.assets("crawl_batch")
+_shards = AssetSelection.assets("link_checks")
+
+everything_job = define_asset_job(
+    "materialize_everything",
+    selection=AssetSelection.all() - _batch - _shards,
+    tags=CPU,
+    description="Build every artifact and publish a new store version (link statuses from the shards' "
+    "check histories; recheck_links checks links per shard).",
+)
+heal_job = define_asset_job(
+    "heal",
+    selection=AssetSelection.groups("ingest", "heal") - _batch - _shards,
+    tags=NETWORK,
+    description="Ingest, derive link status from the shard histories, filter non-music, impute metadata.",
+)
+features_job = define_asset_job(
+    "features",
+    selection=AssetSelection.groups("embed", "audio") | AssetSelection.assets("imputed_metadata", "track_moods"),
+    tags=CPU,
+    description="Embed texts, extract audio features, impute missing metadata and audio features, compute track moods.",
+)
+mood_models_job = define_asset_job(
+    "mood_models",
+    selection=AssetSelection.groups("mood") - AssetSelection.assets("track_moods"),
+    tags=CPU,
+    description="Train the query-mood model and the audio-mood model.",
+)
+rebuild_indices_job = define_asset_job(
+    "rebuild_indices",
+    selection=AssetSelection.groups("index", "publish"),
+    tags=CPU,
+    description="Rebuild the text, audio and mood indices (blocking recall checks) and publish a new store version.",
+)
+evaluate_job = define_asset_job(
+    "evaluate",
+    selection=AssetSelection.assets("evaluation_report"),
+    description="Run the evaluation harness on the dev-eval sets.",
+)
+link_recheck_job = define_asset_job(
+    "recheck_links",
+    selection=AssetSelection.assets("link_checks", "track_link_status"),
+    tags=NETWORK,
+    partitions_def=link_shards,
+    description="Re-check the stalest due links of one hash shard within its share of the per-run budget, "
+    "then refresh the derived link status.",
+)
+ingest_batch_job = define_asset_job(
+    "ingest_batch",
+    selection=AssetSelection.assets("crawl_batch"),
+    partitions_def=crawl_batches,
+    description="Ingest one inbox file (a crawl_batches partition).",
+)
+JOBS = [
+    everything_job,
+    heal_job,
+    features_job,
+    mood_models_job,
+    rebuild_indices_job,
+    evaluate_job,
+    link_recheck_job,
+    ingest_batch_job,
+]
+
+
+@schedule(
+    name="link_recheck_daily",
+    job=link_recheck_job,
+    cron_schedule="0 3 * * *",
+    default_status=schedule_status(),
+    description="Daily re-check of the links that are due (VALID/MOVED/DEAD after 30 days, REQUIRES_AUTH after 7, "
+    "SUSPECT after 1 day, UNKNOWN after 1 day with doubling backoff): one run per hash shard, each within "
+    "its share of the budget.",
+)
+def link_recheck_schedule(context: ScheduleEvaluationContext) -> list[RunRequest]:
+    day = (context.scheduled_execution_time or datetime.now(timezone.utc)).strftime("%Y-%m-%d")
+    return [
+        RunRequest(run_key=f"links-{day}-{shard}", partition_key=shard, tags={"moodscape/link_shard": shard})
+        for shard in link_shards.get_partition_keys()
+    ]
+
+
+@sensor(
+    job=ingest_batch_job,
+    minimum_interval_seconds=30,
+    default_status=sensor_status(),
+    description="Picks up crawl files dropped into $MOODSCAPE_HOME/inbox: one new batch partition and ingest run "
+    "per file.",
+)
+def inbox_sensor(context: SensorEvaluationContext, store: StoreResource):
+    known = set(context.instance.get_dynamic_partitions(crawl_batches.name))
+    new = new_inbox_files(folder=store.inbox(), known=known)
+    if not new:
+        return SkipReason(f"no new crawl files in {store.inbox()}")
+    return SensorResult(
+        run_requests=[RunRequest(partition_key=name, run_key=name) for name in new],
+        dynamic_partitions_requests=[crawl_batches.build_add_request(new)],
+    )
+
+
+@run_status_sensor(
+    run_status=DagsterRunStatus.SUCCESS,
+    monitored_jobs=[ingest_batch_job],
+    request_job=everything_job,
+    default_status=sensor_status(),
+    minimum_interval_seconds=30,
+    description="After a crawl batch is ingested, rebuild the downstream graph (links, features, moods, "
+    "indices) and publish a new store version. Batches that land while a rebuild is still "
+    "queued ride along with it instead of queueing another.",
+)
+def rebuild_after_batch(context: RunStatusSensorContext):
+    run = context.dagster_run
+    if run.job_name != ingest_batch_job.name:
+        return SkipReason(f"run {run.run_id} is {run.job_name}, not {ingest_batch_job.name}")
+    waiting = context.instance.get_runs(
+        filters=RunsFilter(
+            job_name=everything_job.name, statuses=[DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED]
+        ),
+        limit=1,
+    )
+    if waiting:
+        return SkipReason(
+            f"rebuild {waiting[0].run_id} is already waiting; it will read batch {run.tags.get('dagster/partition')}"
+        )
+    return RunRequest(
+        run_key=f"after-{run.run_id}", tags={"moodscape/after_batch": run.tags.get("dagster/partition", "")}
+    )

@@ -1,0 +1,247 @@
+"""Audio downloads through the link checker's network policy, against real loopback HTTP servers.
+
+The served audio is a real clip bundled with librosa's examples. Only loopback addresses are ever
+contacted: refusals of other ranges (10/8, 169.254.169.254, …) are proven by classification
+(`NetworkPolicy.check_url`) and by a recording socket backend that sees no connection to them.
+"""
+
+import threading
+from collections.abc import Callable, Iterator
+from http.server import ThreadingHTTPServer
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from pipelines.audio.extract import extract_many, warmup
+from pipelines.audio.features import FEATURE_COLUMNS, extract_features
+from pipelines.audio.fetch import (
+    FetchConfig,
+    existing_download,
+    fetch_audio,
+    fetch_many,
+    looks_like_audio_url,
+    sniff_audio,
+)
+from pipelines.net.policy import NetworkPolicy
+from pipelines.store import DATA_DIR
+from tests.audio.clips import MUSIC, SHORT
+from tests.heal.test_linkcheck import RecordingBackend  # shared recording socket backend
+from tests.helpers import LoopbackHandler
+
+pytestmark = pytest.mark.skipif(not (SHORT.is_file() and MUSIC.is_file()), reason="bundled librosa clips missing")
+LOOPBACK = NetworkPolicy(allow_hosts=frozenset({"127.0.0.1"}))
+FAST = FetchConfig(connect_timeout_s=2.0, read_timeout_s=2.0, timeout_s=10.0)
+
+Route = Callable[["_Handler"], None]
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
+
+    def __init__(self, *, host: str, routes: dict[str, Route]) -> None:
+        super().__init__((host, 0), _Handler)
+        self.routes = routes
+        self.lock = threading.Lock()
+        self.hits: list[str] = []
+
+    @property
+    def base(self) -> str:
+        return f"http://{self.server_address[0]}:{self.server_address[1]}"
+
+
+class _Handler(LoopbackHandler):
+    server: _Server
+
+    def do_GET(self) -> None:
+        with self.server.lock:
+            self.server.hits.append(self.path)
+        route = self.server.routes.get(self.path)
+        if route is None:
+            self.reply(404, body=b"<html>not found</html>", ctype="text/html")
+        else:
+            route(self)
+
+
+
+def _file(path: Path, ctype: str | None) -> Route:
+    data = path.read_bytes()
+    return lambda h: h.reply(200, body=data, ctype=ctype)
+
+
+def _redirect(location: str) -> Route:
+    return lambda h: h.reply(302, headers={"Location": location})
+
+
+def _serve(*, host: str, routes: dict[str, Route]) -> _Server:
+    srv = _Server(host=host, routes=routes)
+    threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    return srv
+
+
+@pytest.fixture()
+def site() -> Iterator[_Server]:
+    srv = _serve(host="127.0.0.1", routes={
+        "/clip.ogg": _file(SHORT, "audio/ogg"),
+        "/music.ogg": _file(MUSIC, "audio/ogg; codecs=vorbis"),
+        "/download": _file(SHORT, "application/octet-stream"),
+        "/page": lambda h: h.reply(200, body=b"<!doctype html><html>a track page</html>",
+                                   ctype="text/html; charset=utf-8"),
+        "/lying.mp3": lambda h: h.reply(200, body=b"<!DOCTYPE html><html><body>login</body></html>",
+                                        ctype="audio/mpeg"),
+        "/zeros.bin": lambda h: h.reply(200, body=bytes(4096), ctype="application/octet-stream"),
+        "/moved": _redirect("/clip.ogg"),
+        "/to-private": _redirect("http://10.0.0.1/clip.ogg"),
+        "/to-metadata": _redirect("http://169.254.169.254/latest/meta-data/"),
+    })
+    yield srv
+    srv.shutdown()
+    srv.server_close()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _warm() -> None:
+    warmup()
+
+
+def test_fetch_real_clip_and_extract_features(site: _Server, tmp_path: Path) -> None:
+    res = fetch_audio(url=f"{site.base}/clip.ogg", dest_dir=tmp_path, policy=LOOPBACK)
+    assert res.reason == "ok" and res.ok and res.http_code == 200 and res.content_type == "audio/ogg"
+    assert res.bytes == SHORT.stat().st_size and res.path.read_bytes() == SHORT.read_bytes()
+    assert res.path.suffix == ".ogg" and existing_download(url=f"{site.base}/clip.ogg", dest_dir=tmp_path) == res.path
+    assert [p.name for p in tmp_path.iterdir()] == [res.path.name]  # no temp file left behind
+    fetched = extract_features(path=res.path, duration=10.0)
+    direct = extract_features(path=SHORT, duration=10.0)
+    assert set(fetched) == set(FEATURE_COLUMNS)
+    assert all(fetched[c] == pytest.approx(direct[c]) for c in FEATURE_COLUMNS)
+
+
+def test_redirect_octet_stream_and_fetch_many_never_raise(site: _Server, tmp_path: Path) -> None:
+    b = site.base
+    urls = [f"{b}/moved", f"{b}/download", f"{b}/page", f"{b}/lying.mp3", f"{b}/zeros.bin", f"{b}/nope",
+            f"{b}/clip.ogg", "ftp://example.org/a.mp3", "not a url", None, f"{b}/clip.ogg"]
+    out = fetch_many(urls=urls, dest_dir=tmp_path, policy=LOOPBACK, config=FAST)
+    reasons = [r.reason for r in out]
+    assert reasons == ["ok", "ok", "not_audio:text/html", "not_audio:sniffed", "not_audio:sniffed", "http_404",
+                       "ok", "blocked:scheme_not_allowed", "blocked:scheme_not_allowed", "no_url", "ok"]
+    assert out[0].final_url == f"{b}/clip.ogg" and out[0].path.read_bytes() == SHORT.read_bytes()
+    assert out[1].path.suffix == ".ogg"  # octet-stream accepted because the bytes are an Ogg stream
+    assert out[5].http_code == 404 and out[5].path is None
+    assert all(r.path is None and r.bytes == 0 for r in out[2:6])
+    assert site.hits.count("/clip.ogg") == 2  # once via /moved, once directly (the duplicate shared it)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # refused bodies left no temp files
+
+
+def test_oversized_body_is_cut_at_max_bytes_and_still_decodes(site: _Server, tmp_path: Path) -> None:
+    cap = 200_000  # ~10 s of this 734 kB Vorbis clip
+    res = fetch_audio(url=f"{site.base}/music.ogg", dest_dir=tmp_path, policy=LOOPBACK, max_bytes=cap)
+    assert res.reason == "truncated" and res.bytes == cap and res.path.stat().st_size == cap
+    assert res.path.read_bytes() == MUSIC.read_bytes()[:cap]
+    df = extract_many(items=[("cut", str(res.path))], workers=1, duration=5.0)
+    assert df["audio_error"][0] is None and df["tempo"][0] is not None
+    whole = fetch_audio(url=f"{site.base}/music.ogg", dest_dir=tmp_path / "whole", policy=LOOPBACK)
+    assert whole.reason == "ok" and whole.bytes == MUSIC.stat().st_size
+
+
+def test_without_allowing_loopback_nothing_is_requested(site: _Server, tmp_path: Path) -> None:
+    backend = RecordingBackend()
+    res = fetch_audio(url=f"{site.base}/clip.ogg", dest_dir=tmp_path, policy=NetworkPolicy(), network_backend=backend)
+    assert (res.reason, res.path) == ("blocked:loopback", None)
+    # a host name that resolves to loopback is refused at resolution, before any socket
+    port = site.server_address[1]
+    res2 = fetch_audio(url=f"http://localhost:{port}/clip.ogg", dest_dir=tmp_path, policy=NetworkPolicy(),
+                       network_backend=backend)
+    assert res2.reason == "blocked:loopback"
+    assert site.hits == [] and backend.connects == [] and list(tmp_path.iterdir()) == []
+
+
+def test_offline_sends_nothing(site: _Server, tmp_path: Path) -> None:
+    out = fetch_many(urls=[f"{site.base}/clip.ogg"], dest_dir=tmp_path, policy=LOOPBACK,
+                     config=FetchConfig(offline=True))
+    assert [r.reason for r in out] == ["offline"] and site.hits == []
+
+
+def test_redirects_to_other_ranges_are_refused_by_classification(site: _Server, tmp_path: Path) -> None:
+    backend = RecordingBackend()
+    out = fetch_many(urls=[f"{site.base}/to-private", f"{site.base}/to-metadata"], dest_dir=tmp_path,
+                     policy=LOOPBACK, config=FAST, network_backend=backend)
+    assert [r.reason for r in out] == ["blocked:private", "blocked:metadata"]
+    assert out[0].final_url == "http://10.0.0.1/clip.ogg" and out[0].http_code == 302
+    assert {h for h, _ in backend.connects} == {"127.0.0.1"}  # never a socket to 10.0.0.1 / 169.254.169.254
+    # the same classification for other spellings and ranges, without any connection
+    for url, reason in [("http://192.168.1.20/a.mp3", "private"), ("http://[::1]/a.mp3", "loopback"),
+                        ("http://2130706433/a.mp3", "loopback"), ("http://100.64.0.1/a.mp3", "cgnat"),
+                        ("http://[fd00:ec2::254]/", "metadata"), ("http://0x7f.1/a.mp3", "loopback")]:
+        assert NetworkPolicy().check_url(url) == (False, reason)
+        assert fetch_audio(url=url, dest_dir=tmp_path, policy=NetworkPolicy()).reason == f"blocked:{reason}"
+
+
+def test_redirect_from_allowed_loopback_to_another_loopback_address_is_blocked(site: _Server, tmp_path: Path) -> None:
+    try:
+        second = _serve(host="127.0.0.2", routes={"/secret.ogg": _file(SHORT, "audio/ogg")})
+    except OSError as exc:
+        pytest.skip(f"cannot bind 127.0.0.2: {exc}")
+    try:
+        site.routes["/to-second"] = _redirect(f"{second.base}/secret.ogg")
+        backend = RecordingBackend()
+        res = fetch_audio(url=f"{site.base}/to-second", dest_dir=tmp_path, policy=LOOPBACK, network_backend=backend)
+        assert res.reason == "blocked:loopback" and res.path is None
+        assert second.hits == [] and {h for h, _ in backend.connects} == {"127.0.0.1"}
+        # control: allowing the second address lets the same redirect through (the server can see hits)
+        both = NetworkPolicy(allow_hosts=frozenset({"127.0.0.1", "127.0.0.2"}))
+        ok = fetch_audio(url=f"{site.base}/to-second", dest_dir=tmp_path, policy=both)
+        assert ok.reason == "ok" and second.hits == ["/secret.ogg"]
+    finally:
+        second.shutdown()
+        second.server_close()
+
+
+def test_audio_url_and_container_sniffing() -> None:
+    assert looks_like_audio_url("https://x.org/a/B.MP3?sig=1") and not looks_like_audio_url("https://x.org/track/12")
+    assert sniff_audio(SHORT.read_bytes()[:64]) == ".ogg" and sniff_audio(b"<html>") is None
+
+
+@pytest.mark.integration
+def test_audio_features_asset_fetches_live_links(
+    site: _Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """raw_tracks → link_checks (every shard) → track_link_status → audio_features: a VALID audio link and a MOVED
+    one are downloaded and decoded; an HTML page and a 404 are recorded with their reasons."""
+    from dagster import materialize
+
+    from assets.build import all_assets, materialize_all
+    from assets.resources import StoreResource
+    from assets.settings import MoodscapeSettings
+    from pipelines import schema as S
+    from pipelines.heal import democorpus
+    from pipelines.store import table_path
+
+    monkeypatch.setenv("MOODSCAPE_HOME", str(tmp_path / "home"))
+    rows = democorpus.musiccaps_rows(data_dir=DATA_DIR).head(4)
+    urls = [f"{site.base}/clip.ogg", f"{site.base}/moved", f"{site.base}/page", f"{site.base}/gone"]
+    rows.with_columns(pl.Series(S.PERMALINK_URL, urls)).write_csv(tmp_path / "crawl.csv")
+    wanted = {"raw_tracks", "link_checks", "track_link_status", "audio_features"}
+    selected = [a for a in all_assets if {k.to_user_string() for k in a.keys} & wanted]
+    settings = MoodscapeSettings(crawl=str(tmp_path / "crawl.csv"), link_allow_hosts="127.0.0.1", workers=1,
+                                 audio_fetch_budget=10)
+    runs = materialize_all(resources={"settings": settings}, select=wanted)
+    assert all(r.success for r in runs)
+    result = runs[-1]
+    raw = pl.read_parquet(table_path("raw_tracks"))
+    tid = dict(zip(raw[S.PERMALINK_URL].to_list(), raw[S.TRACK_ID].to_list()))
+    fetch = {r[S.TRACK_ID]: r[S.REASON] for r in pl.read_parquet(table_path("audio_fetch")).iter_rows(named=True)}
+    # /gone is a 404 (SUSPECT), never a fetch candidate; the page is VALID but not audio
+    assert fetch == {tid[urls[0]]: "ok", tid[urls[1]]: "ok", tid[urls[2]]: "not_audio:text/html"}
+    feats = pl.read_parquet(table_path("audio_features"))
+    assert sorted(feats[S.TRACK_ID].to_list()) == sorted([tid[urls[0]], tid[urls[1]]])
+    assert feats["audio_origin"].to_list() == ["fetched", "fetched"] and feats[S.AUDIO_ERROR].null_count() == 2
+    meta = result.asset_materializations_for_node("audio_features")[0].metadata
+    assert (meta["fetched"].value, meta["fetch_failed"].value, meta["fetch_candidates"].value) == (2, 1, 3)
+    # second run: downloads reused (no new GET of the audio), the HTML page not asked again
+    hits_before = list(site.hits)
+    again = materialize([a for a in selected if "audio_features" in {k.to_user_string() for k in a.keys}],
+                        resources={"settings": settings, "store": StoreResource()})
+    assert again.success and site.hits == hits_before
+    meta2 = again.asset_materializations_for_node("audio_features")[0].metadata
+    assert (meta2["fetch_reused"].value, meta2["fetched"].value, meta2["cache_hits"].value) == (2, 0, 2)
