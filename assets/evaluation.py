@@ -18,8 +18,6 @@ from pipelines.measure.deveval import DEFAULT_DEV_EVAL, build_deezer, build_emob
 from pipelines.measure.handle import BundleStoreHandle
 from pipelines.measure.run import run_evaluation
 
-REPORT_FOLDER = "evaluation"  # under the store root
-
 
 def _headline(report: dict) -> dict:
     out: dict = {"n_tracks": report.get("n_tracks"), "n_queries": report.get("n_queries")}
@@ -57,7 +55,7 @@ def evaluation_report(
     if not DEFAULT_DEV_EVAL.exists():
         context.log.info(f"skipped: {DEFAULT_DEV_EVAL} is absent (dev-eval data exists only on developer machines)")
         return MaterializeResult(metadata={"status": "skipped", "reason": f"{DEFAULT_DEV_EVAL} absent"})
-    out_dir = store.layout().root / REPORT_FOLDER
+    out_dir = store.layout().evaluation
     main_home = store.home_dir()
     with tempfile.TemporaryDirectory(prefix="moodscape-eval-") as tmp:
         tmp_path = Path(tmp)

@@ -11,8 +11,6 @@ from pipelines.heal.metafeatures import null_rate_table
 from pipelines.heal.musicclassifier import fit_from_open_data
 from pipelines.store import DATA_DIR, atomic_path
 
-_DEAD = "DEAD"
-
 
 @asset(group_name="heal", compute_kind="sklearn")
 def music_classifier(context: AssetExecutionContext, store: StoreResource) -> MaterializeResult:
@@ -64,7 +62,7 @@ def music_tracks(context: AssetExecutionContext, store: StoreResource) -> Materi
             ),
             "classifier_scored": int(result.verdict.get_column(S.MUSIC_PROBABILITY).is_not_null().sum()),
             "classifier_excluded": int(result.verdict.get_column(S.MUSIC_REASON).str.starts_with("classifier").sum()),
-            "dead_links": int((music.get_column(S.URL_STATUS) == _DEAD).sum()),
+            "dead_links": int((music.get_column(S.URL_STATUS) == S.DEAD).sum()),
             "dead_links_resolved": resolutions.height,
             "resolved_examples": MetadataValue.md(
                 "\n".join(

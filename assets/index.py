@@ -12,7 +12,7 @@ from dagster import (
     asset_check,
 )
 
-from assets.resources import StoreResource, audio_space_file, index_file
+from assets.resources import StoreResource
 from pipelines import schema as S
 from pipelines.audio.features import FEATURE_COLUMNS
 from pipelines.audio.space import fit_audio_space
@@ -35,7 +35,7 @@ RECALL_THRESHOLD = 0.95
 def _write(layout: StoreLayout, name: str, vectors: VectorSet, metric: str) -> MaterializeResult:
     factory = mood_factory(n=len(vectors)) if name == "mood" else None  # None: size-adaptive
     index = build_index(vectors=vectors, metric=metric, factory=factory)
-    save_index(index=index, path=index_file(layout, name))
+    save_index(index=index, path=layout.index_file(name))
     write_array(vectors.vectors, layout.array(f"{name}_vectors"))
     write_array(vectors.ids, layout.array(f"{name}_ids"))
     return MaterializeResult(
@@ -44,15 +44,15 @@ def _write(layout: StoreLayout, name: str, vectors: VectorSet, metric: str) -> M
             "dims": vectors.dim,
             "metric": metric,
             "factory": index_factory_string(index),
-            "path": MetadataValue.path(str(index_file(layout, name))),
+            "path": MetadataValue.path(str(layout.index_file(name))),
         }
     )
 
 
 def _recall(layout: StoreLayout, name: str) -> AssetCheckResult:
-    if name == "audio" and not index_file(layout, "audio").exists():
+    if name == "audio" and not layout.index_file("audio").exists():
         return AssetCheckResult(passed=True, metadata={"note": "no audio index for this crawl (no extracted audio)"})
-    index = load_index(path=index_file(layout, name), mmap=False)
+    index = load_index(path=layout.index_file(name), mmap=False)
     vectors = VectorSet(
         ids=read_array(layout.array(f"{name}_ids")), vectors=read_array(layout.array(f"{name}_vectors"))
     )
@@ -94,8 +94,8 @@ def audio_index(context: AssetExecutionContext, store: StoreResource) -> Materia
         # A crawl with no (or one) decodable audio file has no audio space to fit: publish no
         # audio index rather than one fitted on imputed guesses. Scoring then uses text and mood.
         for stale in (
-            index_file(layout, "audio"),
-            audio_space_file(layout),
+            layout.index_file("audio"),
+            layout.audio_space_file,
             layout.array("audio_vectors"),
             layout.array("audio_ids"),
         ):
@@ -103,7 +103,7 @@ def audio_index(context: AssetExecutionContext, store: StoreResource) -> Materia
         context.log.warning(f"only {extracted.height} tracks with extracted audio: no audio index")
         return MaterializeResult(metadata={"ntotal": 0, "reason": "fewer than 2 tracks with extracted audio"})
     space = fit_audio_space(features=extracted.select(FEATURE_COLUMNS).to_numpy())
-    with atomic_path(audio_space_file(layout), ".joblib") as tmp:
+    with atomic_path(layout.audio_space_file, ".joblib") as tmp:
         joblib.dump(space, tmp)
     ids = np.array([row_of[t] for t in feats.get_column(S.TRACK_ID).to_list()], dtype=np.int64)
     result = _write(

@@ -16,7 +16,8 @@ from assets.partitions import link_shards
 from assets.resources import StoreResource
 from assets.settings import MoodscapeSettings
 from pipelines import schema as S
-from pipelines.heal.links.check import LinkCheckConfig, check_links
+from pipelines.heal.links.checker import LinkCheckConfig
+from pipelines.heal.links.run import check_links
 from pipelines.heal.links.status import (
     HISTORY_SCHEMA,
     current_status,
@@ -35,13 +36,12 @@ MAX_ERROR_FRACTION = 0.5
 LINK_HISTORY = "link_history"  # one history file per shard: a partition of this table
 LEGACY_HISTORY = "link_status_history"  # the single history file of stores from before sharding (read only)
 LAST_RUN = "link_check_last_run"  # per shard: the checks of its last run
-_UNKNOWN = "UNKNOWN"
 
 
 def error_rate(checked: pl.DataFrame) -> dict[str, float | int]:
     """Of the checks that made a request, how many ended in network errors (UNKNOWN)."""
     run = checked.filter(~pl.col(S.REASON).fill_null("").is_in(_NOT_A_CHECK))
-    errors = run.filter(pl.col(S.URL_STATUS) == _UNKNOWN).height
+    errors = run.filter(pl.col(S.URL_STATUS) == S.UNKNOWN).height
     return {
         "checked": run.height,
         "unknown": errors,

@@ -5,7 +5,7 @@ import polars as pl
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
 from assets.metadata import counts_md, value_counts
-from assets.resources import StoreResource, audio_space_file, index_file
+from assets.resources import StoreResource
 from pipelines import schema as S
 from pipelines.heal.textdoc import split_tags
 from pipelines.index.version import assemble_version, new_version_id, publish
@@ -61,7 +61,7 @@ def published_store(context: AssetExecutionContext, store: StoreResource) -> Mat
         audio=store.load("audio_features_imputed"),
     )
     n = tracks.height
-    has_audio_index = index_file(layout, "audio").exists()
+    has_audio_index = layout.index_file("audio").exists()
     if has_audio_index:
         audio_rows = read_array(layout.array("audio_ids"))
         audio_vecs = read_array(layout.array("audio_vectors"))
@@ -75,9 +75,9 @@ def published_store(context: AssetExecutionContext, store: StoreResource) -> Mat
         tracks=tracks,
         text_vectors=np.asarray(text_vectors),
         audio_vectors=audio_full,
-        index_files={k: index_file(layout, k) for k in ("text", "audio", "mood") if k != "audio" or has_audio_index},
+        index_files={k: layout.index_file(k) for k in ("text", "audio", "mood") if k != "audio" or has_audio_index},
         query_mood_model_path=layout.model("query_mood"),
-        extra_files={audio_space_file(layout).name: audio_space_file(layout)} if has_audio_index else {},
+        extra_files={layout.audio_space_file.name: layout.audio_space_file} if has_audio_index else {},
         extra_manifest={"dagster_run_id": context.run_id},
         layout=layout,
     )

@@ -16,7 +16,6 @@ from assets.settings import MoodscapeSettings
 from pipelines.store import StoreLayout, home, layout, read_array, read_table, write_table
 
 DEPLOYMENTS = ("local", "test", "prod")
-_INBOX = "inbox"
 
 
 class StoreResource(ConfigurableResource):
@@ -32,7 +31,7 @@ class StoreResource(ConfigurableResource):
 
     def inbox(self) -> Path:
         """Crawl files dropped here are picked up by the inbox sensor (one batch partition per file)."""
-        return self.home_dir() / _INBOX
+        return self.layout().inbox
 
     def load(self, name: str) -> pl.DataFrame:
         """The table an upstream asset wrote (FileNotFoundError naming it when it is missing)."""
@@ -51,16 +50,6 @@ class StoreResource(ConfigurableResource):
     def text_embeddings(self) -> tuple[pl.DataFrame, np.ndarray]:
         """(table aligned with the vectors: track_id, text_doc, has_text; vectors (n, 384))."""
         return self.load("text_embeddings"), read_array(self.layout().array("text_embeddings"))
-
-
-def index_file(layout: StoreLayout, name: str) -> Path:
-    """The FAISS file the index asset ``<name>_index`` writes (published as is)."""
-    return layout.indices / f"{name}.faiss"
-
-
-def audio_space_file(layout: StoreLayout) -> Path:
-    """The fitted audio space (scaler + PCA) the audio index projects with."""
-    return layout.indices / "audio_space.joblib"
 
 
 def deployment() -> str:

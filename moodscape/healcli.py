@@ -14,14 +14,24 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-
 from pipelines import store
-from pipelines.schema import LINK_URL, PERMALINK_URL, TRACK_ID, URL_STATUS
+from pipelines.errors import IngestError, InvalidInputError
+from pipelines.schema import (
+    CHECKED_AT,
+    FINAL_URL,
+    HTTP_CODE,
+    LINK_URL,
+    PERMALINK_URL,
+    REASON,
+    TRACK_ID,
+    URL_STATUS,
+)
 
 TRACKS_FILE = "tracks.parquet"
 QUARANTINE_FILE = "quarantine.parquet"
 STATUS = "status"  # the check-links CSV's name for ``url_status``
-CHECK_LINKS_COLUMNS: tuple[str, ...] = (TRACK_ID, LINK_URL, STATUS, "http_code", "final_url", "reason", "checked_at")
+CHECK_LINKS_COLUMNS: tuple[str, ...] = (TRACK_ID, LINK_URL, STATUS, HTTP_CODE, FINAL_URL, REASON, CHECKED_AT)
+INPUT_FIELD = "input"  # the check-links argument an InvalidInputError names
 
 
 def _err(message: str) -> None:
@@ -34,7 +44,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     """``ingest PATH --out DIR``: crawl file → DIR/tracks.parquet (n, 13) + DIR/quarantine.parquet
     (q, 3), both written atomically. stdout's last line: JSON rows_in/ingested/quarantined/
     duplicates_merged. Exit 2 when the file cannot be read at all."""
-    from pipelines.heal.ingest import IngestError, ingest
+    from pipelines.heal.ingest import ingest
 
     path, out = Path(args.path), Path(args.out)
     try:
@@ -60,7 +70,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     _err(f"  {s['rows_in']} rows in → {s['ingested']} tracks, {s['quarantined']} quarantined, "
          f"{s['duplicates_merged']} duplicates merged")
     if result.quarantine.height:
-        reasons = Counter(r.split(": ", 1)[0] for q in result.quarantine["reason"].to_list() for r in q.split("; "))
+        reasons = Counter(r.split(": ", 1)[0] for q in result.quarantine[REASON].to_list() for r in q.split("; "))
         _err("  quarantine reasons: " + ", ".join(f"{k} ×{v}" for k, v in reasons.most_common(8)))
     _err(f"wrote {tracks_path} and {quarantine_path}")
     summary = {k: int(s[k]) for k in ("rows_in", "ingested", "quarantined", "duplicates_merged")}
@@ -70,27 +80,25 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 # --- check-links ---------------------------------------------------------------------------
 
-class InputError(Exception):
-    """The check-links input cannot be used (unreadable, or lacking the needed columns)."""
-
-
 def read_link_input(*, path: Path) -> list[tuple[str | None, str | None]]:
     """CSV with ``track_id`` and ``permalink_url`` (or ``url``) → [(track_id, url)] (n rows, input
     order; empty cells → None). Header names match case- and space-insensitively; other columns are
-    ignored. Raises InputError naming the missing columns, or when the file cannot be read."""
-    from pipelines.heal.ingest import decode_bytes
+    ignored. Raises InvalidInputError (field ``input``) naming the missing columns, or when the file
+    cannot be read."""
+    from pipelines.heal.crawlfiles import decode_bytes
 
     try:
         data = path.read_bytes()
         text, _encoding, _note = decode_bytes(data=data)
     except (OSError, UnicodeError) as exc:
-        raise InputError(f"{path}: cannot read ({type(exc).__name__}: {exc})") from exc
+        raise InvalidInputError(f"{path}: cannot read ({type(exc).__name__}: {exc})", field=INPUT_FIELD) from exc
     csv.field_size_limit(2**31 - 1)
     try:
         reader = csv.reader(io.StringIO(text, newline=""))
         header = next(reader, None)
         if header is None:
-            raise InputError(f"{path}: file is empty (expected a CSV header with {TRACK_ID},{PERMALINK_URL})")
+            raise InvalidInputError(
+                f"{path}: file is empty (expected a CSV header with {TRACK_ID},{PERMALINK_URL})", field=INPUT_FIELD)
         names = [h.replace("\ufeff", "").strip().lower() for h in header]
         missing = []
         if TRACK_ID not in names:
@@ -99,7 +107,8 @@ def read_link_input(*, path: Path) -> list[tuple[str | None, str | None]]:
         if url_col is None:
             missing.append(f"{PERMALINK_URL} (or {LINK_URL})")
         if missing:
-            raise InputError(f"{path}: missing column(s): {', '.join(missing)}; found: {', '.join(header[:20])}")
+            raise InvalidInputError(
+                f"{path}: missing column(s): {', '.join(missing)}; found: {', '.join(header[:20])}", field=INPUT_FIELD)
         i_id, i_url = names.index(TRACK_ID), names.index(url_col)
         items: list[tuple[str | None, str | None]] = []
         for fields in reader:
@@ -109,7 +118,7 @@ def read_link_input(*, path: Path) -> list[tuple[str | None, str | None]]:
             url = fields[i_url].strip() if i_url < len(fields) else ""
             items.append((tid or None, url or None))
     except csv.Error as exc:
-        raise InputError(f"{path}: not a readable CSV ({exc})") from exc
+        raise InvalidInputError(f"{path}: not a readable CSV ({exc})", field=INPUT_FIELD) from exc
     return items
 
 
@@ -117,11 +126,12 @@ def cmd_check_links(args: argparse.Namespace) -> int:
     """``check-links INPUT --out OUT.csv``: one row per input row, columns ``CHECK_LINKS_COLUMNS``
     (``status`` = the checker's url_status), written atomically. stdout: status counts (one JSON
     line with --json). Exit 2 on an unusable input."""
-    from pipelines.heal.links.check import LinkCheckConfig, check_links
+    from pipelines.heal.links.checker import LinkCheckConfig
+    from pipelines.heal.links.run import check_links
 
     try:
         items = read_link_input(path=Path(args.input))
-    except InputError as exc:
+    except InvalidInputError as exc:
         _err(f"error: {exc}")
         return 2
     for name in ("concurrency", "per_host"):
@@ -147,7 +157,7 @@ def cmd_check_links(args: argparse.Namespace) -> int:
     with store.atomic_path(out, ".csv") as tmp:
         frame.write_csv(tmp)
     counts = dict(Counter(frame[STATUS].to_list()).most_common())
-    reasons = dict(Counter(frame["reason"].to_list()).most_common())
+    reasons = dict(Counter(frame[REASON].to_list()).most_common())
     _err(f"wrote {out}")
     if args.json:
         print(json.dumps({"rows": frame.height, "status_counts": counts, "reason_counts": reasons, "out": str(out)}))
@@ -183,4 +193,4 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_check_links)
 
 
-__all__ = ["register", "cmd_ingest", "cmd_check_links", "read_link_input", "InputError", "CHECK_LINKS_COLUMNS"]
+__all__ = ["register", "cmd_ingest", "cmd_check_links", "read_link_input", "CHECK_LINKS_COLUMNS"]

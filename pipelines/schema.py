@@ -66,7 +66,7 @@ RAW = "raw"  # JSON of the row's raw values as read
 # --- link status table (appended by linkcheck) ----------------------------------------------
 LINK_URL = "url"  # the URL a link-status row checked (the crawl's PERMALINK_URL value)
 
-# --- derived link status and recovery (issue 4) ------------------------------------------------
+# --- derived link status and recovery -------------------------------------------------------------
 LINK_SUSPECT = "SUSPECT"  # derived only: one DEAD check, or DEAD checks not yet far enough apart (still served)
 DEAD_CHECKS = "dead_checks"  # DEAD checks since the last conclusive live one
 FIRST_DEAD_AT = "first_dead_at"  # checked_at of the first of those
@@ -75,8 +75,8 @@ URL_RESOLUTION_SOURCE = "url_resolution_source"  # resolver name that replaced a
 URL_RESOLUTION_SCORE = "url_resolution_score"  # that resolver's match score in [0, 1]
 URL_RESOLVED_FROM = "url_resolved_from"  # track_id of the catalogue row whose live link was taken
 MUSIC_PROBABILITY = "music_probability"  # learned classifier's P(music), null where not scored
-DONOR_TRACK_ID = "donor_track_id"  # live track whose genre/tags a DEAD track inherited (Strategy C)
-TAGS_DONOR_TRACK_ID = "tags_donor_track_id"  # live track whose tags a DEAD track inherited (Strategy C)
+DONOR_TRACK_ID = "donor_track_id"  # live track whose genre/tags a DEAD track inherited
+TAGS_DONOR_TRACK_ID = "tags_donor_track_id"  # live track whose tags a DEAD track inherited
 
 # --- multi-valued cells ------------------------------------------------------------------------
 # A genre cell may hold several genres ("rock, indie / pop"); every reader splits on these.

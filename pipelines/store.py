@@ -77,6 +77,25 @@ class StoreLayout:
     def indices(self) -> Path:
         return self.root / "indices"
 
+    def index_file(self, name: str) -> Path:
+        """The FAISS file the ``<name>_index`` asset writes (published as is)."""
+        return self.indices / f"{name}.faiss"
+
+    @property
+    def audio_space_file(self) -> Path:
+        """The fitted audio space (scaler + PCA) the audio index projects with."""
+        return self.indices / "audio_space.joblib"
+
+    @property
+    def evaluation(self) -> Path:
+        """Where the ``evaluation_report`` asset writes its report."""
+        return self.root / "evaluation"
+
+    @property
+    def inbox(self) -> Path:
+        """Crawl files dropped here (``<home>/inbox``) become batch partitions."""
+        return self.root.parent / "inbox"
+
     @property
     def versions(self) -> Path:
         return self.root / "versions"
@@ -212,7 +231,7 @@ def read_array(path: Path, *, mmap: bool = False):
 
 def inbox_dir() -> Path:
     """Crawl files dropped here are picked up by the inbox sensor (one batch partition per file)."""
-    return home() / "inbox"
+    return layout().inbox
 
 
 def batch_table_paths(name: str) -> list[Path]:

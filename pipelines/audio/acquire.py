@@ -19,7 +19,6 @@ from pipelines.net.policy import NetworkPolicy
 
 AUDIO_ORIGIN = "audio_origin"  # local / fetched
 FETCH_URL = "fetch_url"
-_MOVED = "MOVED"
 
 
 @dataclass(frozen=True)
@@ -50,7 +49,7 @@ def fetch_candidates(*, raw: pl.DataFrame, status: pl.DataFrame | None) -> list[
         .join(status.select(S.TRACK_ID, S.URL_STATUS, S.FINAL_URL), on=S.TRACK_ID, how="inner")
         .filter(pl.col(S.URL_STATUS).is_in(list(FETCHABLE_STATUSES)))
         .with_columns(
-            pl.when((pl.col(S.URL_STATUS) == _MOVED) & pl.col(S.FINAL_URL).is_not_null())
+            pl.when((pl.col(S.URL_STATUS) == S.MOVED) & pl.col(S.FINAL_URL).is_not_null())
             .then(pl.col(S.FINAL_URL))
             .otherwise(pl.col(S.PERMALINK_URL))
             .alias(FETCH_URL)

@@ -20,12 +20,11 @@ import httpx
 from tqdm.auto import tqdm
 
 # The link checker's policy-pinned socket layer; reused (not copied) so both fetchers obey one policy.
-from pipelines.net.client import policy_client, run_sync
+from pipelines.net.client import REDIRECT_CODES, policy_client, run_sync
 from pipelines.net.policy import DNSResolutionError, NetworkPolicy, PolicyViolation
 
 DEFAULT_MAX_BYTES = 4 * 1024 * 1024  # ~30 s + offset of compressed audio (320 kb/s MP3 ≈ 1.2 MB / 30 s)
 OK, TRUNCATED = "ok", "truncated"
-_REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
 _AUDIO_TYPES = frozenset({"application/ogg", "application/x-ogg", "video/ogg", "video/webm", "audio/webm"})
 _GENERIC_TYPES = frozenset({"application/octet-stream", "binary/octet-stream", "application/binary", ""})
 AUDIO_EXTENSIONS: frozenset[str] = frozenset(
@@ -221,7 +220,7 @@ class AudioFetcher:
             try:
                 async with self._client.stream("GET", current) as response:
                     code = response.status_code
-                    if code in _REDIRECT_CODES:
+                    if code in REDIRECT_CODES:
                         return code, response.headers.get("location")
                     ctype = response.headers.get("content-type")
                     if not 200 <= code < 300:

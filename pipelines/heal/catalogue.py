@@ -25,7 +25,6 @@ from pipelines.heal.resolver import CatalogueResolver, apply_resolutions, inheri
 from pipelines.heal.tagvocab import build_vocabulary, tags_from_text
 
 CRAWL_SUFFIXES = (".csv", ".tsv", ".parquet", ".jsonl", ".ndjson", ".json")
-_DEAD, _MOVED = "DEAD", "MOVED"
 
 
 def new_inbox_files(*, folder: Path, known: set[str]) -> list[str]:
@@ -116,7 +115,7 @@ def music_catalogue(
     status = link_status.select(S.TRACK_ID, S.URL_STATUS, S.HTTP_CODE, S.FINAL_URL)
     joined = tracks.join(verdict, on=S.TRACK_ID, how="left").join(status, on=S.TRACK_ID, how="left")
     joined = joined.with_columns(pl.col(S.PERMALINK_URL).alias(S.URL_ORIGINAL)).with_columns(
-        pl.when((pl.col(S.URL_STATUS) == _MOVED) & pl.col(S.FINAL_URL).is_not_null())
+        pl.when((pl.col(S.URL_STATUS) == S.MOVED) & pl.col(S.FINAL_URL).is_not_null())
         .then(pl.col(S.FINAL_URL))
         .otherwise(pl.col(S.PERMALINK_URL))
         .alias(S.PERMALINK_URL)
@@ -222,7 +221,7 @@ def _inherit_for_dead(
     """DEAD (unresolved) tracks take their missing genre / tags from the most similar live track by
     text embedding (``genre_source`` / ``tags_source`` = inherited, donors recorded)."""
     status = out.get_column(S.URL_STATUS).to_list() if S.URL_STATUS in out.columns else [None] * out.height
-    dead = np.array([s == _DEAD for s in status])
+    dead = np.array([s == S.DEAD for s in status])
     ids = out.get_column(S.TRACK_ID).to_list()
     inherited = inherit_from_similar(
         track_ids=ids,

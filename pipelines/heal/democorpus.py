@@ -25,7 +25,16 @@ import polars as pl
 
 from pipelines.heal.ingest import CRAWL_DTYPES
 from pipelines.schema import (
-    ARTIST, AUDIO_PATH, CRAWL_COLUMNS, DESCRIPTION, GENRE, PERMALINK_URL, SOURCE, TAGS, TITLE, TRACK_ID,
+    ARTIST,
+    AUDIO_PATH,
+    CRAWL_COLUMNS,
+    DESCRIPTION,
+    GENRE,
+    PERMALINK_URL,
+    SOURCE,
+    TAGS,
+    TITLE,
+    TRACK_ID,
 )
 
 SOURCE_MUSICCAPS = "musiccaps"

@@ -1,20 +1,4 @@
-"""Genre healing chain: observed → artist's most common genre → k-means cluster genre → "Unknown".
-
-1. ``observed``: the row has a genre (confidence 1.0).
-2. ``artist``: the artist's most common observed genre among the *other* rows (ties → the genre more
-   frequent overall, then alphabetical). Confidence = top count / (observed count + 1), a Laplace-
-   style shrinkage: one observed track gives 0.5, ten agreeing tracks 0.91.
-3. ``cluster``: k-means (sklearn, seeded) over the feature vectors of every row that has features
-   (a finite, non-zero row); each cluster takes the majority observed genre of its members when
-   that genre holds ≥ ``MIN_CLUSTER_SHARE`` of the cluster's observed genres and at least
-   ``MIN_CLUSTER_SUPPORT`` members carry it. Confidence = that share. Only observed genres vote
-   (artist-imputed ones do not feed the clusters).
-4. ``unknown``: genre "Unknown", confidence 0.0.
-
-Genres are compared case-insensitively; the output spelling is the most frequent observed one.
-The caller passes features on a comparable scale (e.g. L2-normalised text embeddings, or
-standardised audio vectors).
-"""
+"""Genre healing chain: observed → artist's most common genre → k-means cluster genre → "Unknown"."""
 
 from collections import Counter, defaultdict
 from collections.abc import Sequence
@@ -38,11 +22,54 @@ def _key(value: str | None) -> str | None:
     return text.casefold() if text else None
 
 
+def _cluster_votes(
+    *, vectors: np.ndarray, keys: list[str | None], unfilled: list[bool], overall: Counter, k: int, seed: int,
+) -> dict[int, tuple[str, float]]:
+    """Unfilled rows with features → (genre key, share) of their k-means cluster, where the
+    cluster's known genres agree enough (share ≥ MIN_CLUSTER_SHARE, support ≥ MIN_CLUSTER_SUPPORT)."""
+    x = np.asarray(vectors, dtype=np.float64)
+    has_feat = np.isfinite(x).all(axis=1) & (np.abs(np.nan_to_num(x)).sum(axis=1) > 0)
+    pending = [i for i in range(len(keys)) if unfilled[i] and has_feat[i]]
+    rows = np.where(has_feat)[0]
+    if not pending or len(rows) < 2:
+        return {}
+    from sklearn.cluster import KMeans
+
+    labels = KMeans(n_clusters=min(k, len(rows)), random_state=seed, n_init=4).fit_predict(x[rows])
+    label_of = dict(zip(rows.tolist(), labels.tolist()))
+    votes: defaultdict[int, Counter] = defaultdict(Counter)
+    for i, lab in label_of.items():
+        if keys[i] is not None:
+            votes[lab][keys[i]] += 1
+    cluster_genre: dict[int, tuple[str, float]] = {}
+    for lab, counts in votes.items():
+        best = min(counts, key=lambda g: (-counts[g], -overall[g], g))
+        share = counts[best] / sum(counts.values())
+        if share >= MIN_CLUSTER_SHARE and counts[best] >= MIN_CLUSTER_SUPPORT:
+            cluster_genre[lab] = (best, share)
+    return {i: cluster_genre[label_of[i]] for i in pending if label_of[i] in cluster_genre}
+
+
 def impute_genres(
     *, track_ids: Sequence[str], artists: Sequence[str | None], genres: Sequence[str | None],
     vectors: np.ndarray, k: int = 20, seed: int = 0,
 ) -> pl.DataFrame:
-    """Fill missing genres by the chain above.
+    """Fill missing genres by the chain observed → artist → cluster → unknown:
+
+    1. ``observed``: the row has a genre (confidence 1.0).
+    2. ``artist``: the artist's most common observed genre among the *other* rows (ties → the genre more
+       frequent overall, then alphabetical). Confidence = top count / (observed count + 1), a Laplace-
+       style shrinkage: one observed track gives 0.5, ten agreeing tracks 0.91.
+    3. ``cluster``: k-means (sklearn, seeded) over the feature vectors of every row that has features
+       (a finite, non-zero row); each cluster takes the majority observed genre of its members when
+       that genre holds ≥ ``MIN_CLUSTER_SHARE`` of the cluster's observed genres and at least
+       ``MIN_CLUSTER_SUPPORT`` members carry it. Confidence = that share. Only observed genres vote
+       (artist-imputed ones do not feed the clusters).
+    4. ``unknown``: genre "Unknown", confidence 0.0.
+
+    Genres are compared case-insensitively; the output spelling is the most frequent observed one.
+    The caller passes features on a comparable scale (e.g. L2-normalised text embeddings, or
+    standardised audio vectors).
 
     track_ids, artists, genres: length n; vectors: (n, d) features (rows that are all-zero or
     non-finite count as "no features"). Returns (n, 4): track_id, genre, genre_source
@@ -79,30 +106,9 @@ def impute_genres(
         conf[i] = counts[best] / (sum(counts.values()) + 1)
 
     # (b) cluster
-    x = np.asarray(vectors, dtype=np.float64)
-    has_feat = np.isfinite(x).all(axis=1) & (np.abs(np.nan_to_num(x)).sum(axis=1) > 0)
-    pending = [i for i in range(n) if source[i] is None and has_feat[i]]
-    rows = np.where(has_feat)[0]
-    if pending and len(rows) >= 2:
-        from sklearn.cluster import KMeans
-
-        n_clusters = min(k, len(rows))
-        labels = KMeans(n_clusters=n_clusters, random_state=seed, n_init=4).fit_predict(x[rows])
-        label_of = dict(zip(rows.tolist(), labels.tolist()))
-        votes: defaultdict[int, Counter] = defaultdict(Counter)
-        for i, lab in label_of.items():
-            if keys[i] is not None:
-                votes[lab][keys[i]] += 1
-        cluster_genre: dict[int, tuple[str, float]] = {}
-        for lab, counts in votes.items():
-            best = min(counts, key=lambda g: (-counts[g], -overall[g], g))
-            share = counts[best] / sum(counts.values())
-            if share >= MIN_CLUSTER_SHARE and counts[best] >= MIN_CLUSTER_SUPPORT:
-                cluster_genre[lab] = (best, share)
-        for i in pending:
-            hit = cluster_genre.get(label_of[i])
-            if hit:
-                out_genre[i], source[i], conf[i] = display[hit[0]], "cluster", hit[1]
+    for i, (best, share) in _cluster_votes(vectors=vectors, keys=keys, unfilled=[s is None for s in source],
+                                           overall=overall, k=k, seed=seed).items():
+        out_genre[i], source[i], conf[i] = display[best], "cluster", share
 
     # (c) unknown
     for i in range(n):

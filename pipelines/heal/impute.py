@@ -12,6 +12,7 @@ import numpy as np
 import polars as pl
 
 from pipelines import schema as S
+from pipelines.heal.genres import GENRE_CONFIDENCE
 from pipelines.heal.textdoc import split_tags
 
 
@@ -87,9 +88,10 @@ def impute_metadata(
         pl.Series(S.GENRE, new_genres, dtype=pl.Utf8),
         pl.Series(S.TAGS, new_tags, dtype=pl.Utf8),
         pl.Series(S.GENRE_SOURCE, genre_src, dtype=pl.Utf8),
-        pl.Series("genre_confidence", genre_conf, dtype=pl.Float64),
+        pl.Series(GENRE_CONFIDENCE, genre_conf, dtype=pl.Float64),
         pl.Series(S.TAGS_SOURCE, tags_src, dtype=pl.Utf8),
-        pl.Series(S.DESCRIPTION_SOURCE, [("observed" if d else None) for d in tracks.get_column(S.DESCRIPTION)], dtype=pl.Utf8),
+        pl.Series(S.DESCRIPTION_SOURCE, [("observed" if d else None) for d in tracks.get_column(S.DESCRIPTION)],
+                  dtype=pl.Utf8),
     )
     metrics = {
         "genre_null_before": float(np.mean([not g for g in genres])) if n else 0.0,

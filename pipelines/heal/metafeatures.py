@@ -2,18 +2,6 @@
 
 Everything is derived from what the crawl observed; what it lacks stays null (an unknown year gives a
 null era and recency, an unknown playback count a null popularity). Vectorised polars throughout.
-
-Documented constants:
-
-- ``RECENCY_HALF_LIFE_YEARS`` (10): recency_score = 0.5 ** (age / half_life), age = now_year −
-  release_year clipped at 0 (so a release this year scores 1.0, one 10 years ago 0.5).
-- ``POPULARITY_TIER_CUTS`` (0.5, 0.9, 0.99): percentile (average rank among *known* counts / n)
-  boundaries of the tiers low ≤ 0.5 < mid ≤ 0.9 < high ≤ 0.99 < viral. Tied counts share a tier.
-- ``PROLIFIC_MIN_TRACKS`` (5): an artist with at least this many tracks in the table is prolific.
-- ``YEAR_MIN`` (1900) .. now_year + 1: plausible release years; anything else counts as unknown.
-- Engagement: ``engagement_rate`` = (sum of the known SoundCloud-style counters in
-  ``ENGAGEMENT_COLUMNS`` present in the table) / playback_count; null when no such column exists,
-  when all of them are null for the row, or when playback_count is unknown or 0.
 """
 
 from collections.abc import Sequence
@@ -21,12 +9,18 @@ from collections.abc import Sequence
 import polars as pl
 
 from pipelines import schema as S
+from pipelines.heal.crawlvalues import YEAR_MIN
 
+# recency_score = 0.5 ** (age / half-life), age = now_year − release_year clipped at 0.
 RECENCY_HALF_LIFE_YEARS = 10.0
+# Percentile (average rank among *known* counts / n) boundaries of the tiers
+# low ≤ 0.5 < mid ≤ 0.9 < high ≤ 0.99 < viral; tied counts share a tier.
 POPULARITY_TIER_CUTS: tuple[float, float, float] = (0.5, 0.9, 0.99)
 POPULARITY_TIERS: tuple[str, str, str, str] = ("low", "mid", "high", "viral")
-PROLIFIC_MIN_TRACKS = 5
-YEAR_MIN = 1900
+PROLIFIC_MIN_TRACKS = 5  # an artist with at least this many tracks in the table is prolific
+# Plausible release years are YEAR_MIN .. now_year + 1; anything else counts as unknown.
+# engagement_rate = (sum of the known counters among these, when the table has them) /
+# playback_count; null when no such column exists, all are null for the row, or plays are unknown or 0.
 ENGAGEMENT_COLUMNS: tuple[str, ...] = ("likes_count", "favoritings_count", "comment_count", "reposts_count")
 
 # Output columns (feature names of this module).
@@ -70,8 +64,9 @@ def metadata_features(*, tracks: pl.DataFrame, now_year: int) -> pl.DataFrame:
         raise ValueError("tracks needs a track_id column")
     year_max = now_year + 1
     year = _col_or_null(tracks, S.YEAR, pl.Int32())
-    created_year = _col_or_null(tracks, S.CREATED_AT, pl.Utf8()).str.extract(r"^\s*(\d{4})", 1).cast(pl.Int32, strict=False)
-    plausible = lambda e: pl.when(e.is_between(YEAR_MIN, year_max)).then(e).otherwise(None)  # noqa: E731
+    created_year = (_col_or_null(tracks, S.CREATED_AT, pl.Utf8()).str.extract(r"^\s*(\d{4})", 1)
+                    .cast(pl.Int32, strict=False))
+    plausible = lambda e: pl.when(e.is_between(YEAR_MIN, year_max)).then(e).otherwise(None)
     plays = _col_or_null(tracks, S.PLAYBACK_COUNT, pl.Float64())
     plays = pl.when(plays >= 0).then(plays).otherwise(None)
 
@@ -83,7 +78,8 @@ def metadata_features(*, tracks: pl.DataFrame, now_year: int) -> pl.DataFrame:
         pl.coalesce(plausible(year), plausible(created_year)).alias(RELEASE_YEAR),
         plays.alias("_plays"),
         artist_key.alias("_artist"),
-        *[_clean_text(tracks, c).alias(f"_t_{c}") for c in sorted(set(RICHNESS_FIELDS) | set(TEXT_LENGTH_FIELDS)) if c != RELEASE_YEAR],
+        *[_clean_text(tracks, c).alias(f"_t_{c}")
+          for c in sorted(set(RICHNESS_FIELDS) | set(TEXT_LENGTH_FIELDS)) if c != RELEASE_YEAR],
         (
             pl.sum_horizontal([pl.col(c).cast(pl.Float64, strict=False) for c in engagement_cols])
             if engagement_cols else pl.lit(None, dtype=pl.Float64)

@@ -1,24 +1,11 @@
 """A learned music / non-music signal: logistic regression on MiniLM text embeddings.
 
-Training data (all real, from the open data; nothing invented):
-
-- **positives** (music): text documents (``pipelines.heal.textdoc``) of MusicCaps rows (musician-written
-  captions + aspects) and MTG-Jamendo rows (genres, instruments, moods), plus the librosa example
-  clips that ``data/LICENSES.md`` lists as music (8 clips);
-- **negatives** (non-music): the librosa example clips listed there as non-music (3 LibriSpeech
-  readings, humpback whale, robin, dog howl — 6 clips, their attribution text), plus EmoBank
-  sentences (news, letters, fiction, essays, blogs, travel guides: real text that does not describe
-  music — the closest real stand-in for spoken-word / podcast text the open data holds).
-
-Honest limits. Only 6 real non-music *tracks* exist in the open data, far too few for a credible
-track-level classifier, and no audio-bearing negatives beyond those 6 (so audio features are *not*
-used: an audio model on 6 negatives would memorise them; the hand-checked audio rule in
-``pipelines.heal.musicfilter`` stays). The EmoBank negatives differ from music rows in *form* as well
-as in topic (prose sentences vs captions/tag lists), so the held-out precision/recall measure
-"music-description text vs other prose" and overstate how well it separates a podcast's upload
-text from a song's. The classifier is therefore a **secondary signal**: ``music_tracks`` applies it
-only where the heuristics found no evidence either way, and excludes a row only when
-P(music) < ``EXCLUDE_BELOW`` (the row keeps a reason naming the probability).
+Positives: text documents of MusicCaps and MTG-Jamendo rows and the librosa clips listed as music
+(``data/LICENSES.md``); negatives: the librosa clips listed as non-music and EmoBank prose. Real
+non-music tracks are few, and the prose negatives differ from music rows in form as well as topic,
+so this is a secondary signal: `apply_classifier` uses it only where the heuristics
+(``musicfilter``) found no evidence either way, and excludes a row only when P(music) <
+``EXCLUDE_BELOW``.
 """
 
 from collections.abc import Sequence
@@ -32,8 +19,8 @@ from sklearn.metrics import precision_recall_fscore_support
 from sklearn.model_selection import train_test_split
 
 from pipelines import schema as S
-from pipelines.heal.democorpus import jamendo_rows, librosa_rows, musiccaps_rows
 from pipelines.embed.sentence import embed_texts
+from pipelines.heal.democorpus import jamendo_rows, librosa_rows, musiccaps_rows
 from pipelines.heal.musicfilter import text_verdict
 from pipelines.heal.textdoc import add_text_docs
 
@@ -69,7 +56,8 @@ def training_examples(*, data_dir: Path, n_per_source: int = 500, seed: int = 0)
     jam = jamendo_rows(data_dir=data_dir, limit=4 * n_per_source)  # deterministic subset, then sampled
     for name, rows in (("musiccaps", caps), ("mtg_jamendo", jam)):
         docs = add_text_docs(rows.sample(n=min(n_per_source, rows.height), seed=seed)).filter(pl.col(S.TEXT_DOC) != "")
-        frames.append(docs.select(S.TEXT_DOC).with_columns(pl.lit(1, dtype=pl.Int8).alias(LABEL), pl.lit(name).alias(ORIGIN)))
+        frames.append(docs.select(S.TEXT_DOC).with_columns(pl.lit(1, dtype=pl.Int8).alias(LABEL),
+                                                           pl.lit(name).alias(ORIGIN)))
     lib = add_text_docs(librosa_rows(data_dir=data_dir)).filter(pl.col(S.TEXT_DOC) != "")
     stem = pl.col(S.TRACK_ID).str.strip_prefix("librosa:")
     frames.append(lib.select(
@@ -77,7 +65,8 @@ def training_examples(*, data_dir: Path, n_per_source: int = 500, seed: int = 0)
         pl.lit("librosa").alias(ORIGIN)))
     emo = pl.read_csv(data_dir / "text" / "emobank_train_dev.csv").filter(pl.col("text").str.len_chars() >= 20)
     emo = emo.sample(n=min(2 * n_per_source, emo.height), seed=seed)
-    frames.append(emo.select(pl.col("text").alias(S.TEXT_DOC), pl.lit(0, dtype=pl.Int8).alias(LABEL), pl.lit("emobank").alias(ORIGIN)))
+    frames.append(emo.select(pl.col("text").alias(S.TEXT_DOC), pl.lit(0, dtype=pl.Int8).alias(LABEL),
+                             pl.lit("emobank").alias(ORIGIN)))
     return pl.concat(frames, how="vertical")
 
 
@@ -124,7 +113,9 @@ def train_music_classifier(
     return MusicClassifier(model=fit(idx), metrics=metrics)
 
 
-def fit_from_open_data(*, data_dir: Path, n_per_source: int = 500, seed: int = 0, progress: bool = False) -> MusicClassifier:
+def fit_from_open_data(
+    *, data_dir: Path, n_per_source: int = 500, seed: int = 0, progress: bool = False,
+) -> MusicClassifier:
     """``training_examples`` → MiniLM embeddings → ``train_music_classifier``."""
     ex = training_examples(data_dir=data_dir, n_per_source=n_per_source, seed=seed)
     vectors = embed_texts(ex.get_column(S.TEXT_DOC).to_list(), progress=progress)
@@ -142,10 +133,9 @@ def apply_classifier(*, tracks: pl.DataFrame, verdict: pl.DataFrame, classifier:
     default (no evidence either way) and that have text are scored; of those, P(music) <
     ``exclude_below`` flips ``is_music`` to False with reason ``classifier: P(music)=…``.
     Shape (n, 4), in ``verdict`` order."""
-    docs = add_text_docs(tracks.select(S.TRACK_ID, *[c for c in (S.TITLE, S.ARTIST, S.GENRE, S.TAGS, S.DESCRIPTION, S.VIBE_TEXT)
-                                                      if c in tracks.columns]).with_columns(
-        *[pl.lit(None, dtype=pl.Utf8).alias(c) for c in (S.TITLE, S.ARTIST, S.GENRE, S.TAGS, S.DESCRIPTION, S.VIBE_TEXT)
-          if c not in tracks.columns]))
+    text_cols = (S.TITLE, S.ARTIST, S.GENRE, S.TAGS, S.DESCRIPTION, S.VIBE_TEXT)
+    docs = add_text_docs(tracks.select(S.TRACK_ID, *[c for c in text_cols if c in tracks.columns]).with_columns(
+        *[pl.lit(None, dtype=pl.Utf8).alias(c) for c in text_cols if c not in tracks.columns]))
     doc_of = dict(zip(docs.get_column(S.TRACK_ID).to_list(), docs.get_column(S.TEXT_DOC).to_list()))
     ids = verdict.get_column(S.TRACK_ID).to_list()
     reasons = verdict.get_column(S.MUSIC_REASON).to_list()
@@ -163,8 +153,10 @@ def apply_classifier(*, tracks: pl.DataFrame, verdict: pl.DataFrame, classifier:
             if pi < exclude_below:
                 is_music[i] = False
                 reasons[i] = f"classifier: P(music)={pi:.3f} < {exclude_below} (no heuristic evidence either way)"
-    return pl.DataFrame({S.TRACK_ID: ids, S.IS_MUSIC: is_music, S.MUSIC_REASON: reasons, S.MUSIC_PROBABILITY: prob},
-                        schema={S.TRACK_ID: pl.Utf8, S.IS_MUSIC: pl.Boolean, S.MUSIC_REASON: pl.Utf8, S.MUSIC_PROBABILITY: pl.Float64})
+    return pl.DataFrame(
+        {S.TRACK_ID: ids, S.IS_MUSIC: is_music, S.MUSIC_REASON: reasons, S.MUSIC_PROBABILITY: prob},
+        schema={S.TRACK_ID: pl.Utf8, S.IS_MUSIC: pl.Boolean, S.MUSIC_REASON: pl.Utf8, S.MUSIC_PROBABILITY: pl.Float64},
+    )
 
 
 __all__ = ["MusicClassifier", "training_examples", "train_music_classifier", "fit_from_open_data", "apply_classifier",

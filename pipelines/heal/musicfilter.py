@@ -1,43 +1,11 @@
 """Music vs non-music: a documented heuristic over text and, where present, audio features.
 
-This is a heuristic, not a trained classifier. A crawl of music sites is mostly music, so the
-default is music; a track is called non-music only on explicit evidence:
-
-1. **Text** (word-boundary regexes, case-insensitive; the lexicon is ``NON_MUSIC_LEXICON``):
-   spoken word (podcast, episode, interview, audiobook, "chapter N", "read by", "narrated by",
-   lecture, sermon, speech, talk show, stand-up, guided meditation, spoken word), field recordings
-   and sound effects (field recording, sound effect(s), sfx, foley, white/pink/brown noise,
-   ambience of a place), and animal sounds (howling, barking, bird calls/whistling/chirping,
-   birdsong, humpback / whale song). A cue preceded by a negation ("no speech") is ignored.
-
-   - A cue in the **title** or **genre** names what the upload is ("Episode 12", genre "Spoken
-     Word"): non-music. Animal cues are not read from titles ("Howl", "Free Bird" are songs).
-   - A cue in **tags, description or vibe text** may only describe part of a piece ("a bagpipes
-     melody while a dog is howling", "white noise in the recording", "theme for a talk show"): it
-     makes the track non-music only when the row has no music evidence — no genre and no word of
-     ``MUSIC_LEXICON`` (song, melody, guitar, tempo, …) outside the cue spans and not negated
-     ("humpback whale song" does not count as "song"; "no music nor vocals" does not count).
-     Measured on the bundled corpus: 6/6 non-music librosa clips caught by text; 0 of 55,525
-     MTG-Jamendo rows and 14 of 5,521 MusicCaps rows flagged — on reading them, sound-effect,
-     wolf-howl and foley clips that really are not music (see the tests).
-2. **Audio** (only when a row of ``audio_features`` has the columns of ``pipelines.audio.features``): weak
-   rhythmic structure *and* weak tonal structure — ``pulse_clarity < 0.15`` and
-   ``key_strength < 0.5`` — is non-music (speech, animal and nature recordings). Measured on the
-   bundled librosa clips: the three LibriSpeech readings (pulse 0.06–0.10, key 0.24–0.41), the
-   humpback whale (0.04, 0.31) and the dog howl (0.14, 0.44) fall inside; every music clip falls
-   outside (Brahms has pulse 0.08 but key 0.65; Vibe Ace key 0.46 but pulse 0.51; drum+bass key 0.36
-   but pulse 0.45); the robin (0.20, 0.57) does not, so it is caught by its text only. The
-   speech/music rule of thumb "high ZCR variance + many low-energy frames" did *not* separate these
-   clips (the drum+bass and trumpet clips have a higher ``zcr_std`` than the readings), so those two
-   values are only reported in the reason, not used to decide. A third condition keeps sparse solo
-   piano (see ``CHROMA_STD_MIN``): pitch content that moves (``chroma_std > 0.30``) or speech-rate
-   onsets (``onset_rate > 3.8``/s) must come with the weak pulse and key. The thresholds were set
-   on 14 + 28 + 990 clips: treat them as a starting point, not a calibrated model.
-3. Order: a text non-music verdict wins; then music evidence in the text (a genre or a music word)
-   overrides a non-music audio verdict (an ambient drone can lack pulse and key); then audio; then
-   the default, music.
-
-Output: one row per input track, ``track_id``, ``is_music`` (bool), ``music_reason`` (str).
+A crawl of music sites is mostly music, so a track is music unless there is explicit evidence:
+a non-music cue (``NON_MUSIC_LEXICON``: spoken word, field recordings and sound effects, animal
+sounds) in its text (`text_verdict`), or audio with weak rhythmic *and* weak tonal structure
+(`PULSE_MAX`, `KEY_MAX`, `CHROMA_STD_MIN`, `ONSET_RATE_MIN`). A text non-music verdict wins; then
+music evidence in the text (a genre or a ``MUSIC_LEXICON`` word) overrides a non-music audio
+verdict (an ambient drone can lack pulse and key); then audio; then the default, music.
 """
 
 import re
@@ -46,7 +14,14 @@ from dataclasses import dataclass
 import polars as pl
 
 from pipelines.schema import (
-    DESCRIPTION, GENRE, IS_MUSIC, MUSIC_REASON, TAGS, TITLE, TRACK_ID, VIBE_TEXT,
+    DESCRIPTION,
+    GENRE,
+    IS_MUSIC,
+    MUSIC_REASON,
+    TAGS,
+    TITLE,
+    TRACK_ID,
+    VIBE_TEXT,
 )
 
 PULSE_CLARITY = "pulse_clarity"
@@ -55,9 +30,15 @@ ZCR_STD = "zcr_std"
 RMS_LOW_ENERGY_RATIO = "rms_low_energy_ratio"
 CHROMA_STD = "chroma_std"
 ONSET_RATE = "onset_rate"
+# Audio rule: weak pulse *and* weak key is non-music (speech, animal and nature recordings). On the
+# bundled librosa clips the LibriSpeech readings, the humpback whale and the dog howl fall inside,
+# every music clip outside (Brahms has a weak pulse but a strong key, Vibe Ace the reverse); the
+# speech rule of thumb "high ZCR variance + many low-energy frames" did not separate these clips,
+# so ``zcr_std`` and ``rms_low_energy_ratio`` are only reported in the reason. A starting point,
+# not a calibrated model.
 PULSE_MAX = 0.15
 KEY_MAX = 0.5
-# Third condition (added after the full EMOPIA render): sparse, rubato solo piano also has weak
+# Third condition: sparse, rubato solo piano (EMOPIA) also has weak
 # pulse and key (11 of 990 EMOPIA clips fell inside the first two thresholds), but its pitch
 # content holds still (chroma_std ≤ 0.30 on all 990) and its onsets are few (≤ 3.7/s); speech and
 # animal sounds smear across pitch classes (chroma_std 0.30–0.35) or, for speech, fire 3.9–4.9
@@ -99,8 +80,8 @@ NON_MUSIC_LEXICON: tuple[Cue, ...] = (
     # animals
     Cue("howling", r"howl(?:s|ing|ed)", in_title=False),
     Cue("barking", r"bark(?:s|ing|ed)", in_title=False),
-    Cue("bird call", r"birdsong|bird\s+(?:calls?|whistl\w*|chirp\w*|song)|birds?\b.{0,40}?\b(?:chirp\w*|whistl\w*|calls?)"
-        r"|chirp(?:s|ing)",
+    Cue("bird call", r"birdsong|bird\s+(?:calls?|whistl\w*|chirp\w*|song)"
+        r"|birds?\b.{0,40}?\b(?:chirp\w*|whistl\w*|calls?)|chirp(?:s|ing)",
         in_title=False),
     Cue("whale", r"humpback|whale\s+(?:song|calls?|sounds?)", in_title=False),
 )
@@ -169,7 +150,16 @@ def music_evidence(*, text: str) -> str | None:
 
 def text_verdict(*, row: dict[str, str | None]) -> tuple[bool | None, str | None]:
     """Text columns of one track → (False, reason) on non-music evidence, (True, reason) on music
-    evidence, (None, reason-or-None) when the text says neither."""
+    evidence, (None, reason-or-None) when the text says neither.
+
+    Cues are word-boundary regexes, case-insensitive; a cue preceded by a negation ("no speech") is
+    ignored. A cue in the **title** or **genre** names what the upload is ("Episode 12", genre
+    "Spoken Word"): non-music (animal cues are not read from titles: "Howl", "Free Bird" are songs).
+    A cue in **tags, description or vibe text** may only describe part of a piece ("a bagpipes
+    melody while a dog is howling"): it makes the track non-music only when the row has no music
+    evidence — no genre and no ``MUSIC_LEXICON`` word outside the cue spans and not negated
+    ("humpback whale song" does not count as "song").
+    """
     strong: tuple[str, str] | None = None
     weak: tuple[str, str] | None = None
     masked_parts: list[str] = []
@@ -218,9 +208,10 @@ def classify_music(*, tracks: pl.DataFrame, audio_features: pl.DataFrame | None)
     """
     cols = [c for c in _TEXT_COLUMNS if c in tracks.columns]
     feats: dict[str, dict[str, float | None]] = {}
-    if audio_features is not None and audio_features.height and {PULSE_CLARITY, KEY_STRENGTH} <= set(audio_features.columns):
-        keep = [c for c in (TRACK_ID, PULSE_CLARITY, KEY_STRENGTH, ZCR_STD, RMS_LOW_ENERGY_RATIO, CHROMA_STD, ONSET_RATE)
-                if c in audio_features.columns]
+    if (audio_features is not None and audio_features.height
+            and {PULSE_CLARITY, KEY_STRENGTH} <= set(audio_features.columns)):
+        wanted = (TRACK_ID, PULSE_CLARITY, KEY_STRENGTH, ZCR_STD, RMS_LOW_ENERGY_RATIO, CHROMA_STD, ONSET_RATE)
+        keep = [c for c in wanted if c in audio_features.columns]
         feats = {r[TRACK_ID]: r for r in audio_features.select(keep).iter_rows(named=True)}
 
     # Vectorised pre-filter (Rust regex): only rows with a possible cue get the Python scan.

@@ -1,5 +1,5 @@
 """Recovery of DEAD links: pluggable resolvers (another copy of the same track) and, for tracks
-that stay dead, metadata inheritance from the most similar live track (Strategy C).
+that stay dead, metadata inheritance from the most similar live track.
 
 Resolvers implement ``LinkResolver``: ``name`` and ``resolve(*, title, artist, dead_url)`` →
 ``Resolution`` (url, source, score in [0, 1], matched_track_id) or None. ``resolve_dead_links``
@@ -13,7 +13,7 @@ hit. Other resolvers (a search API of a streaming site, …) plug in with the sa
 Versions stay apart: "Song (Live)" and "Song" are different recordings, so brackets are kept in the
 normalised title and the near-match threshold is high (0.92 by default).
 
-Strategy C (``inherit_from_similar``): a DEAD track whose link nobody could recover still has its
+Inheritance (``inherit_from_similar``): a DEAD track whose link nobody could recover still has its
 text; its missing genre / tags are copied from the nearest live track by text embedding (cosine
 ≥ ``min_similarity``), with the donor's track id recorded.
 """
@@ -30,7 +30,7 @@ from rapidfuzz import fuzz, process
 
 from pipelines import schema as S
 
-LIVE_FOR_RESOLUTION = ("VALID", "MOVED")
+LIVE_FOR_RESOLUTION = (S.VALID, S.MOVED)
 
 
 @dataclass(frozen=True)
@@ -83,7 +83,7 @@ class CatalogueResolver:
         )
         final = pl.col(S.FINAL_URL) if S.FINAL_URL in live.columns else pl.lit(None, dtype=pl.Utf8)
         live = live.with_columns(
-            pl.when((pl.col(S.URL_STATUS) == "MOVED") & final.is_not_null()).then(final)
+            pl.when((pl.col(S.URL_STATUS) == S.MOVED) & final.is_not_null()).then(final)
             .otherwise(pl.col(S.PERMALINK_URL)).alias("_url")
         )
         self.threshold = float(threshold)
@@ -115,7 +115,8 @@ class CatalogueResolver:
             rows = [i for i in self._by_artist[key] if self._urls[i] != dead_url]
             if not rows:
                 continue
-            hit = process.extractOne(t, [self._titles[i] for i in rows], scorer=fuzz.token_sort_ratio, score_cutoff=cutoff)
+            hit = process.extractOne(t, [self._titles[i] for i in rows], scorer=fuzz.token_sort_ratio,
+                                     score_cutoff=cutoff)
             if hit is None:
                 continue
             score = min(artist_score, hit[1]) / 100.0
@@ -134,7 +135,7 @@ def resolve_dead_links(*, tracks: pl.DataFrame, resolvers: Sequence[LinkResolver
     resolver (in order) with an answer wins; a resolver never returns the track itself."""
     schema = {S.TRACK_ID: pl.Utf8, S.PERMALINK_URL: pl.Utf8, S.URL_RESOLUTION_SOURCE: pl.Utf8,
               S.URL_RESOLUTION_SCORE: pl.Float64, S.URL_RESOLVED_FROM: pl.Utf8}
-    dead = tracks.filter(pl.col(S.URL_STATUS) == "DEAD")
+    dead = tracks.filter(pl.col(S.URL_STATUS) == S.DEAD)
     out: list[dict[str, object]] = []
     for r in dead.select(S.TRACK_ID, S.TITLE, S.ARTIST, S.PERMALINK_URL).iter_rows(named=True):
         for resolver in resolvers:
@@ -172,7 +173,7 @@ def inherit_from_similar(
     tags: Sequence[str | None],
     min_similarity: float = 0.5,
 ) -> pl.DataFrame:
-    """Strategy C: each recipient with text and a missing genre or tags takes them from its most
+    """Each recipient with text and a missing genre or tags takes them from its most
     similar donor (cosine of L2-normalised text vectors) that has the value, when the similarity is
     ≥ ``min_similarity``.
 
@@ -193,7 +194,8 @@ def inherit_from_similar(
         return pl.DataFrame(schema=schema)
     sims = vectors[rec] @ vectors.T  # (r, n)
     rows = []
-    for field_missing, donor_ok in ((g_missing, donors & has_text & ~g_missing), (t_missing, donors & has_text & ~t_missing)):
+    for field_missing, donor_ok in ((g_missing, donors & has_text & ~g_missing),
+                                    (t_missing, donors & has_text & ~t_missing)):
         best = np.full(len(rec), -1, dtype=np.int64)
         best_sim = np.full(len(rec), np.nan)
         if donor_ok.any():
@@ -213,7 +215,8 @@ def inherit_from_similar(
             S.TRACK_ID: track_ids[i],
             S.GENRE: genres[gj[k]] if gj[k] >= 0 else None, "genre_donor": track_ids[gj[k]] if gj[k] >= 0 else None,
             S.TAGS: tags[tj[k]] if tj[k] >= 0 else None, "tags_donor": track_ids[tj[k]] if tj[k] >= 0 else None,
-            "genre_similarity": float(gs[k]) if gj[k] >= 0 else None, "tags_similarity": float(ts[k]) if tj[k] >= 0 else None,
+            "genre_similarity": float(gs[k]) if gj[k] >= 0 else None,
+            "tags_similarity": float(ts[k]) if tj[k] >= 0 else None,
         })
     return pl.DataFrame(out, schema=schema)
 

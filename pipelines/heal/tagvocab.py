@@ -1,21 +1,5 @@
-"""A curated music-tag vocabulary from real data, and tag extraction from free text.
-
-Vocabulary (:func:`build_vocabulary`): every MTG-Jamendo genre / instrument / mood tag (a curated
-taxonomy of 183 tags) plus the most frequent MusicCaps aspects (musician-written), normalised
-(lowercase, whitespace collapsed, outer punctuation stripped). MTG-Jamendo writes compounds without
-spaces ("easylistening", "electricguitar"); they are segmented into words seen in the MusicCaps
-captions ("easy listening", "electric guitar") so that they can match running text, and variants
-that differ only in spacing/hyphens ("hip-hop", "hip hop", "hiphop") are merged into one entry (the
-most frequent spelling with spaces wins). Aspects longer than ``MAX_WORDS`` words or ``MAX_CHARS``
-characters, or seen in fewer than ``MIN_ASPECT_COUNT`` clips, are dropped. Ranking: MTG-Jamendo
-tags first (in track-frequency order), then MusicCaps aspects by clip frequency.
-
-Extraction (:func:`tags_from_text`): a TfidfVectorizer (word 1- and 2-grams, English stop words)
-is fitted on the given texts; each text's n-grams are ranked by TF-IDF weight and matched to the
-vocabulary — exact match after normalisation first, else rapidfuzz ``fuzz.ratio`` ≥ ``min_score``
-(default 90: plural/spelling variants such as "guitars"→"guitar" or "hi-hats"→"hi hats"; for
-short words this means an exact match, "rap" never becomes "trap").
-"""
+"""A curated music-tag vocabulary from real data (``build_vocabulary``), and tag extraction from
+free text (``tags_from_text``)."""
 
 import ast
 import re
@@ -72,7 +56,15 @@ def _keep(tag: str) -> bool:
 def build_vocabulary(
     *, data_dir: Path, size: int = 800, exclude_musiccaps_ids: Collection[str] = (),
 ) -> list[str]:
-    """Curated vocabulary of at most ``size`` normalised tags (see module docstring), best first.
+    """Curated vocabulary of at most ``size`` normalised tags, best first.
+
+    Every MTG-Jamendo genre / instrument / mood tag plus the most frequent MusicCaps aspects,
+    normalised (`normalise_tag`). MTG-Jamendo compounds ("easylistening") are segmented into words
+    seen in the MusicCaps captions ("easy listening") so they can match running text; spellings that
+    differ only in spacing/hyphens ("hip-hop", "hip hop", "hiphop") are one entry (the most frequent
+    spelling with spaces). Aspects longer than ``MAX_WORDS`` words or ``MAX_CHARS`` characters, or
+    seen in fewer than ``MIN_ASPECT_COUNT`` clips, are dropped. Order: MTG-Jamendo tags by track
+    frequency, then MusicCaps aspects by clip frequency.
 
     ``exclude_musiccaps_ids``: MusicCaps ``ytid`` values whose aspects and captions must not be used
     (to evaluate extraction on clips held out of the vocabulary).
@@ -140,7 +132,8 @@ def tags_from_text(
     """Vocabulary tags found in each text → list (len(texts)) of ≤ ``top_n`` tags, best first.
 
     TF-IDF (1,2)-grams fitted on ``texts``; each text's n-grams, by descending weight, are mapped to
-    the vocabulary (exact after normalisation, else rapidfuzz ratio ≥ ``min_score``). A tag whose words
+    the vocabulary (exact after normalisation, else rapidfuzz ratio ≥ ``min_score``: plural/spelling
+    variants such as "guitars"→"guitar"; for short words an exact match, "rap" never becomes "trap"). A tag whose words
     are all inside an already chosen tag is skipped ("vocal" after "female vocal"). Empty/blank texts
     and texts without music words give [].
     """

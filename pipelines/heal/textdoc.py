@@ -1,4 +1,5 @@
-"""The text a track is known by: one document per track built from its observed metadata."""
+"""The text a track is known by: one document per track built from its observed metadata, and the
+one splitter of a ``tags`` cell."""
 
 import re
 
@@ -7,14 +8,24 @@ import polars as pl
 from pipelines import schema as S
 
 _OPAQUE_ID = re.compile(r"^(artist|album|track)_\d+$")
+_CLEAN_TAG_SPLIT = re.compile(r"[,|;]")
+_AS_WRITTEN_TAG_SPLIT = re.compile(r"[,|]")
 
 
-def split_tags(value: str | None) -> list[str]:
-    """Comma/pipe separated tags → cleaned list (order kept, duplicates dropped)."""
+def split_tags(value: str | None, *, clean: bool = True) -> list[str]:
+    """A ``tags`` cell (comma-separated; MTG-style ``|`` also accepted) → its tags in order.
+
+    ``clean=True`` (text documents, imputation, publishing): ``;`` also separates, surrounding
+    quotes are stripped, tags lower-cased and duplicates dropped.
+    ``clean=False`` (tag-mood scoring): split on ``,`` and ``|`` only, each tag as written
+    (whitespace-stripped), duplicates kept.
+    """
     if not value:
         return []
+    if not clean:
+        return [t.strip() for t in _AS_WRITTEN_TAG_SPLIT.split(value) if t.strip()]
     seen: dict[str, None] = {}
-    for raw in re.split(r"[,|;]", value):
+    for raw in _CLEAN_TAG_SPLIT.split(value):
         tag = raw.strip().strip("'\"").strip()
         if tag and tag.lower() not in seen:
             seen[tag.lower()] = None

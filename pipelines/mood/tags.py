@@ -39,6 +39,7 @@ import numpy as np
 import polars as pl
 
 from pipelines import store
+from pipelines.heal import textdoc
 from pipelines.mood.lexicon import (
     GLASGOW_FILE,
     NEGATION_WINDOW,
@@ -215,11 +216,8 @@ def scorer_for(*, lexicon: MoodLexicon, data_dir: Path = store.DATA_DIR) -> TagM
 
 
 def split_tags(value: str | None) -> list[str] | None:
-    """A crawl ``tags`` cell (comma-separated; MTG-style ``|`` also accepted) → tags, None if empty."""
-    if not value:
-        return None
-    out = [t.strip() for t in re.split(r"[,|]", value) if t.strip()]
-    return out or None
+    """A crawl ``tags`` cell → its tags as written (`textdoc.split_tags`, ``clean=False``), None if empty."""
+    return textdoc.split_tags(value, clean=False) or None
 
 
 def combine_tag_moods(moods: Sequence[TagMood]) -> tuple[float, float, float]:

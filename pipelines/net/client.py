@@ -2,8 +2,9 @@
 
 ``policy_client`` returns an httpx client whose sockets connect only to addresses the
 :class:`~pipelines.net.policy.NetworkPolicy` resolved and allowed; redirects are never followed
-automatically (callers re-check every hop). ``run_sync`` runs a coroutine to completion from
-synchronous code, in a helper thread when the caller is already inside an event loop.
+automatically (callers follow ``REDIRECT_CODES`` by hand and re-check every hop). ``run_sync`` runs
+a coroutine to completion from synchronous code, in a helper thread when the caller is already
+inside an event loop.
 """
 
 import asyncio
@@ -20,6 +21,9 @@ from pipelines.net.policy import NetworkPolicy, PolicyViolation
 
 T = TypeVar("T")
 
+# HTTP statuses whose Location the callers of `policy_client` follow themselves.
+REDIRECT_CODES: frozenset[int] = frozenset({301, 302, 303, 307, 308})
+
 
 class PolicyNetworkBackend(httpcore.AsyncNetworkBackend):
     """httpcore backend that resolves through `NetworkPolicy` and connects to those addresses only.
@@ -33,7 +37,7 @@ class PolicyNetworkBackend(httpcore.AsyncNetworkBackend):
 
     async def connect_tcp(
         self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
-        socket_options=None,  # noqa: ANN001 - httpcore's type
+        socket_options=None,
     ) -> httpcore.AsyncNetworkStream:
         addresses = await self._policy.resolve(host, port, timeout_s=timeout)
         last: Exception | None = None
@@ -48,7 +52,7 @@ class PolicyNetworkBackend(httpcore.AsyncNetworkBackend):
         assert last is not None
         raise last
 
-    async def connect_unix_socket(self, path: str, timeout: float | None = None, socket_options=None):  # noqa: ANN001, ANN201
+    async def connect_unix_socket(self, path: str, timeout: float | None = None, socket_options=None):
         raise PolicyViolation("unix_socket", target=path)
 
     async def sleep(self, seconds: float) -> None:
@@ -58,7 +62,7 @@ class PolicyNetworkBackend(httpcore.AsyncNetworkBackend):
 class _PinnedTransport(httpx.AsyncHTTPTransport):
     """httpx transport over an httpcore pool whose sockets come from `PolicyNetworkBackend`."""
 
-    def __init__(self, *, pool: httpcore.AsyncConnectionPool) -> None:  # noqa: D107 - no super().__init__
+    def __init__(self, *, pool: httpcore.AsyncConnectionPool) -> None:
         self._pool = pool
 
 
@@ -116,7 +120,7 @@ def run_sync(coro_factory: Callable[[], Awaitable[T]]) -> T:
     def run() -> None:
         try:
             box["v"] = asyncio.run(coro_factory())  # type: ignore[arg-type]
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+        except BaseException as exc:
             box["e"] = exc
 
     thread = threading.Thread(target=run, name="run-sync")

@@ -1,7 +1,7 @@
-"""Outbound network policy: which URLs and addresses the link checker may contact.
+"""Outbound network policy: which URLs and addresses any outbound request may contact.
 
-The link checker fetches URLs taken from a crawl (untrusted input), and follows redirects chosen by
-remote servers, so every hop is checked here before a socket is opened:
+The link checker and the audio downloader fetch URLs taken from a crawl (untrusted input) and follow
+redirects chosen by remote servers, so every hop is checked here before a socket is opened:
 
 * `classify_address` says why an IP address is not a public (globally routable) one;
 * `parse_host_literal` reads a URL host the way the C resolver would (``inet_aton`` spellings such

@@ -26,8 +26,8 @@ from pipelines.audio.fetch import (
 from pipelines.net.policy import NetworkPolicy
 from pipelines.store import DATA_DIR
 from tests.audio.clips import MUSIC, SHORT
-from tests.heal.test_linkcheck import RecordingBackend  # shared recording socket backend
 from tests.helpers import LoopbackHandler
+from tests.net.loopback import RecordingBackend
 
 pytestmark = pytest.mark.skipif(not (SHORT.is_file() and MUSIC.is_file()), reason="bundled librosa clips missing")
 LOOPBACK = NetworkPolicy(allow_hosts=frozenset({"127.0.0.1"}))

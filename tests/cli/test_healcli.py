@@ -118,10 +118,10 @@ def test_ingest_unreadable_file_exits_2(tmp_path: Path, name: str, capsys: pytes
 # --------------------------------------------------------------------------- check-links
 class _Handler(LoopbackHandler):
 
-    def do_HEAD(self) -> None:  # noqa: N802
+    def do_HEAD(self) -> None:
         self._route()
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         self._route()
 
     def _route(self) -> None:

@@ -6,10 +6,13 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from pipelines.heal import democorpus
 from pipelines import schema as S
+from pipelines.heal import democorpus
 from pipelines.heal.democorpus import (
-    build_demo_crawl, emopia_midi_items, emopia_youtube_id, parse_attribution_line,
+    build_demo_crawl,
+    emopia_midi_items,
+    emopia_youtube_id,
+    parse_attribution_line,
 )
 from pipelines.store import DATA_DIR
 
@@ -78,8 +81,10 @@ def test_jamendo_limit_larger_than_mood_rows_fills_by_id():
 def test_emopia_rows_carry_no_label(crawl):
     em = _src(crawl, "emopia")
     labels = pl.read_csv(DATA_DIR / "emopia" / "labels.csv")
-    assert sorted(em[S.TRACK_ID].to_list()) == sorted(democorpus.label_free_id(prefix="emopia", key=c) for c in labels["clip_id"])
-    row = em.filter(pl.col(S.TRACK_ID) == democorpus.label_free_id(prefix="emopia", key="Q1_0vLPYiPN7qY_0")).row(0, named=True)
+    expected = sorted(democorpus.label_free_id(prefix="emopia", key=c) for c in labels["clip_id"])
+    assert sorted(em[S.TRACK_ID].to_list()) == expected
+    clip = democorpus.label_free_id(prefix="emopia", key="Q1_0vLPYiPN7qY_0")
+    row = em.filter(pl.col(S.TRACK_ID) == clip).row(0, named=True)
     assert row[S.PERMALINK_URL] == "https://www.youtube.com/watch?v=0vLPYiPN7qY"
     assert row[S.AUDIO_PATH] == "/tmp/rendered/Q1_0vLPYiPN7qY_0.ogg"
     assert em[S.AUDIO_PATH].null_count() == em.height - 1

@@ -9,10 +9,10 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from pipelines.heal import ingest as ingest_mod
 from pipelines import schema as S
+from pipelines.errors import IngestError
 from pipelines.heal.democorpus import jamendo_rows, musiccaps_rows
-from pipelines.heal.ingest import IngestError, decode_bytes, ingest, ingest_frame, normalise_url
+from pipelines.heal.ingest import ingest, ingest_frame
 from pipelines.store import DATA_DIR
 
 pytestmark = pytest.mark.skipif(not (DATA_DIR / "corpus" / "musiccaps.csv").exists(),
@@ -129,13 +129,6 @@ def test_duplicates_merge_richest_values(tmp_path, real):
     assert list(t)[:2] == [a[S.TRACK_ID], hb]  # first-appearance order
 
 
-def test_normalise_url():
-    assert normalise_url(url="HTTPS://WWW.YouTube.com:443/watch?v=-0Gj8-vB1q4&t=30s&utm_campaign=x#frag") == \
-        "https://www.youtube.com/watch?v=-0Gj8-vB1q4&t=30s"
-    assert normalise_url(url="https://www.jamendo.com/track/948/") == "https://www.jamendo.com/track/948"
-    assert normalise_url(url="https://www.jamendo.com/Track/948") != normalise_url(url="https://www.jamendo.com/track/948")
-
-
 def test_no_track_id_column_gets_stable_hash_ids(real):
     mc = real.filter(pl.col(S.SOURCE) == "musiccaps").head(5)
     df = mc.select(S.DESCRIPTION, S.PERMALINK_URL, S.TAGS)
@@ -154,16 +147,6 @@ def test_cp1252_crawl_is_detected(tmp_path, real):
     res = ingest(path=path)
     assert res.stats["encoding"] == "cp1252" and "not valid UTF-8" in res.stats["encoding_note"]
     assert res.tracks[S.DESCRIPTION].to_list() == mc[S.DESCRIPTION].to_list()  # the ’ survive
-
-
-def test_latin1_fallback_records_reason(monkeypatch):
-    line = "What should I listen to if I like the album: Paper Mâché Dream Balloon by King Gizzard and the Lizard Wizard?"
-    queries = pl.concat([pl.read_csv(p) for p in sorted((DATA_DIR / "queries" / "deezer_music_ner").glob("*.csv"))])
-    assert line in queries["original"].to_list()  # a real query
-    monkeypatch.setattr(ingest_mod.charset_normalizer, "from_bytes", lambda data: [])
-    text, enc, note = decode_bytes(data=line.encode("latin-1"))
-    assert (text, enc) == (line, "latin-1")
-    assert "not valid UTF-8" in note and "found no encoding" in note
 
 
 def test_jsonl_with_lists_numbers_and_broken_line(tmp_path, real):

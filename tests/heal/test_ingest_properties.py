@@ -80,7 +80,7 @@ _CHECK = settings(max_examples=150, deadline=None, database=None,
                   suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
-def _check(result, n: int) -> None:  # noqa: ANN001 - IngestResult
+def _check(result, n: int) -> None:
     s = result.stats
     assert s["rows_in"] == n
     assert s["rows_in"] == s["ingested"] + s["quarantined"] + s["duplicates_merged"]

@@ -13,11 +13,16 @@ from pipelines import schema as S
 from pipelines.heal.democorpus import build_demo_crawl
 from pipelines.heal.ingest import CRAWL_DTYPES
 from pipelines.heal.metafeatures import (
-    FEATURE_COLUMNS, PROLIFIC_MIN_TRACKS, RICHNESS_FIELDS, metadata_features, null_rate_table,
+    FEATURE_COLUMNS,
+    PROLIFIC_MIN_TRACKS,
+    RICHNESS_FIELDS,
+    metadata_features,
+    null_rate_table,
 )
 from pipelines.store import DATA_DIR
 
-pytestmark = pytest.mark.skipif(not (DATA_DIR / "corpus" / "mtg_jamendo_tags.csv").exists(), reason="bundled data/ missing")
+pytestmark = pytest.mark.skipif(not (DATA_DIR / "corpus" / "mtg_jamendo_tags.csv").exists(),
+                                reason="bundled data/ missing")
 
 
 @pytest.fixture(scope="module")

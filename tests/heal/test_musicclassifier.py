@@ -19,7 +19,7 @@ def classifier():
 
 def test_training_examples_are_real_and_labelled() -> None:
     ex = training_examples(data_dir=DATA_DIR, n_per_source=20)
-    counts = {(o, l): n for o, l, n in ex.group_by("origin", "label").len().iter_rows()}
+    counts = {(origin, label): n for origin, label, n in ex.group_by("origin", "label").len().iter_rows()}
     assert counts[("librosa", 0)] == len(LIBROSA_NON_MUSIC) == 6 and counts[("librosa", 1)] == 8
     assert counts[("emobank", 0)] == 40 and counts[("musiccaps", 1)] == 20 and counts[("mtg_jamendo", 1)] == 20
     assert ex.filter(pl.col("text_doc") == "").height == 0

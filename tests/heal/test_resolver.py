@@ -1,4 +1,4 @@
-"""DEAD-link recovery: catalogue resolver (exact and near title+artist) and Strategy C inheritance."""
+"""DEAD-link recovery: catalogue resolver (exact and near title+artist) and metadata inheritance."""
 
 import numpy as np
 import polars as pl
@@ -7,7 +7,12 @@ import pytest
 from pipelines import schema as S
 from pipelines.heal.democorpus import librosa_rows
 from pipelines.heal.resolver import (
-    CatalogueResolver, LinkResolver, Resolution, apply_resolutions, inherit_from_similar, normalise,
+    CatalogueResolver,
+    LinkResolver,
+    Resolution,
+    apply_resolutions,
+    inherit_from_similar,
+    normalise,
     resolve_dead_links,
 )
 from pipelines.store import DATA_DIR
@@ -38,7 +43,8 @@ def test_normalise_folds_case_accents_punctuation_keeps_brackets() -> None:
 def test_exact_match_after_normalisation(catalogue) -> None:
     vibe = _row(catalogue, "Vibe Ace")
     got = CatalogueResolver(catalogue=catalogue).resolve(title="VIBE ACE", artist="kevin macleod", dead_url=DEAD_URL)
-    assert got == Resolution(url=vibe[S.PERMALINK_URL], source="catalogue", score=1.0, matched_track_id=vibe[S.TRACK_ID])
+    assert got == Resolution(url=vibe[S.PERMALINK_URL], source="catalogue", score=1.0,
+                             matched_track_id=vibe[S.TRACK_ID])
 
 
 def test_near_match_above_threshold_only(catalogue) -> None:
@@ -55,9 +61,11 @@ def test_near_match_above_threshold_only(catalogue) -> None:
 
 def test_dead_or_unchecked_catalogue_rows_are_not_offered(catalogue) -> None:
     vibe = _row(catalogue, "Vibe Ace")
+    is_vibe = pl.col(S.TRACK_ID) == vibe[S.TRACK_ID]
     dead_cat = catalogue.with_columns(
-        pl.when(pl.col(S.TRACK_ID) == vibe[S.TRACK_ID]).then(pl.lit("DEAD")).otherwise(pl.col(S.URL_STATUS)).alias(S.URL_STATUS))
-    assert CatalogueResolver(catalogue=dead_cat).resolve(title="Vibe Ace", artist="Kevin MacLeod", dead_url=DEAD_URL) is None
+        pl.when(is_vibe).then(pl.lit(S.DEAD)).otherwise(pl.col(S.URL_STATUS)).alias(S.URL_STATUS))
+    assert CatalogueResolver(catalogue=dead_cat).resolve(title="Vibe Ace", artist="Kevin MacLeod",
+                                                         dead_url=DEAD_URL) is None
     # its own dead URL is never the answer
     assert CatalogueResolver(catalogue=catalogue).resolve(
         title="Vibe Ace", artist="Kevin MacLeod", dead_url=vibe[S.PERMALINK_URL]) is None
@@ -65,9 +73,10 @@ def test_dead_or_unchecked_catalogue_rows_are_not_offered(catalogue) -> None:
 
 def test_moved_catalogue_row_offers_its_final_url(catalogue) -> None:
     vibe = _row(catalogue, "Vibe Ace")
+    is_vibe = pl.col(S.TRACK_ID) == vibe[S.TRACK_ID]
     moved = catalogue.with_columns(
-        pl.when(pl.col(S.TRACK_ID) == vibe[S.TRACK_ID]).then(pl.lit("MOVED")).otherwise(pl.col(S.URL_STATUS)).alias(S.URL_STATUS),
-        pl.when(pl.col(S.TRACK_ID) == vibe[S.TRACK_ID]).then(pl.lit("https://freemusicarchive.org/new")).otherwise(None).alias(S.FINAL_URL))
+        pl.when(is_vibe).then(pl.lit(S.MOVED)).otherwise(pl.col(S.URL_STATUS)).alias(S.URL_STATUS),
+        pl.when(is_vibe).then(pl.lit("https://freemusicarchive.org/new")).otherwise(None).alias(S.FINAL_URL))
     got = CatalogueResolver(catalogue=moved).resolve(title="Vibe Ace", artist="Kevin MacLeod", dead_url=DEAD_URL)
     assert got is not None and got.url == "https://freemusicarchive.org/new"
 
@@ -102,7 +111,8 @@ def test_resolve_and_apply_record_provenance(catalogue) -> None:
 def test_inherit_from_most_similar_live_track(embed_cached) -> None:
     from tests.conftest import open_file
 
-    caps = pl.read_csv(open_file("corpus/musiccaps.csv")).filter(pl.col("ytid").is_in(["01PzcPKT3_E", "07xGXxIHOL4", "0_hH79HnEdo"]))
+    wanted = ["01PzcPKT3_E", "07xGXxIHOL4", "0_hH79HnEdo"]
+    caps = pl.read_csv(open_file("corpus/musiccaps.csv")).filter(pl.col("ytid").is_in(wanted))
     by_id = {r["ytid"]: r for r in caps.iter_rows(named=True)}
     if len(by_id) < 3:
         pytest.skip("MusicCaps rows not found")

@@ -6,8 +6,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from pipelines.store import DATA_DIR
 from pipelines.heal.tagvocab import MAX_CHARS, MAX_WORDS, build_vocabulary, normalise_tag, tags_from_text
+from pipelines.store import DATA_DIR
 
 pytestmark = pytest.mark.skipif(not (DATA_DIR / "corpus" / "musiccaps.csv").exists(), reason="bundled data/ missing")
 

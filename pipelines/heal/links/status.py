@@ -31,9 +31,12 @@ import polars as pl
 from pipelines import schema as S
 
 HISTORY_SCHEMA = {
-    S.TRACK_ID: pl.Utf8, "url": pl.Utf8, S.URL_STATUS: pl.Utf8, S.HTTP_CODE: pl.Int64,
+    S.TRACK_ID: pl.Utf8, S.LINK_URL: pl.Utf8, S.URL_STATUS: pl.Utf8, S.HTTP_CODE: pl.Int64,
     S.FINAL_URL: pl.Utf8, S.REASON: pl.Utf8, S.CHECKED_AT: pl.Utf8,
 }
+
+
+_KEY = [S.TRACK_ID, S.LINK_URL]  # one link: a track and the URL it was checked at
 
 
 def empty_history() -> pl.DataFrame:
@@ -88,57 +91,59 @@ def latest_status(history: pl.DataFrame) -> pl.DataFrame:
     """The newest check per (track_id, url)."""
     if history.height == 0:
         return history
-    return history.sort(S.CHECKED_AT).unique(subset=[S.TRACK_ID, "url"], keep="last")
+    return history.sort(S.CHECKED_AT).unique(subset=_KEY, keep="last")
 
 
 # How long a status stays fresh before it is due again (days). UNKNOWN backs off: 1 day after the
 # first inconclusive check, doubling with each consecutive UNKNOWN, capped at 30 days. SUSPECT is
 # re-checked after a day so that a real death is confirmed (or refuted) quickly.
-FRESH_DAYS: dict[str, float] = {"VALID": 30.0, "MOVED": 30.0, "REQUIRES_AUTH": 7.0, "DEAD": 30.0, "BLOCKED": 30.0,
-                                S.LINK_SUSPECT: 1.0}
+FRESH_DAYS: dict[str, float] = {
+    S.VALID: 30.0, S.MOVED: 30.0, S.REQUIRES_AUTH: 7.0, S.DEAD: 30.0, S.BLOCKED: 30.0, S.LINK_SUSPECT: 1.0,
+}
 # Two DEAD checks at least this far apart make a link DEAD for users (env MOODSCAPE_DEAD_CONFIRM_HOURS).
 DEAD_CONFIRM_HOURS = 24.0
-
-
-def dead_confirm_hours() -> float:
-    """The configured DEAD confirmation interval in hours (read at call time)."""
-    return float(os.environ.get("MOODSCAPE_DEAD_CONFIRM_HOURS", DEAD_CONFIRM_HOURS))
 # Statuses that say the link answered as a live resource: they reset a DEAD streak.
-LIVE_STATUSES = ("VALID", "MOVED", "REQUIRES_AUTH", "BLOCKED")
+LIVE_STATUSES = (S.VALID, S.MOVED, S.REQUIRES_AUTH, S.BLOCKED)
 UNKNOWN_BASE_DAYS = 1.0
 UNKNOWN_CAP_DAYS = 30.0
 # Rows that never reached the network are due at once when the checker can run.
 NOT_CHECKED_REASONS = ("offline", "not_checked_yet", "deadline")
 
 
+def dead_confirm_hours() -> float:
+    """The configured DEAD confirmation interval in hours (read at call time)."""
+    return float(os.environ.get("MOODSCAPE_DEAD_CONFIRM_HOURS", DEAD_CONFIRM_HOURS))
+
+
 def _unknown_streak(history: pl.DataFrame) -> pl.DataFrame:
     """Consecutive UNKNOWN checks at the end of each (track_id, url) history."""
     if history.height == 0:
-        return pl.DataFrame(schema={S.TRACK_ID: pl.Utf8, "url": pl.Utf8, "unknown_streak": pl.UInt32})
+        return pl.DataFrame(schema={S.TRACK_ID: pl.Utf8, S.LINK_URL: pl.Utf8, "unknown_streak": pl.UInt32})
     h = history.sort(S.CHECKED_AT).with_columns(
-        (pl.col(S.URL_STATUS) != "UNKNOWN").cast(pl.UInt32).cum_sum().over([S.TRACK_ID, "url"]).alias("_block")
+        (pl.col(S.URL_STATUS) != S.UNKNOWN).cast(pl.UInt32).cum_sum().over(_KEY).alias("_block")
     )
-    last_block = h.group_by([S.TRACK_ID, "url"]).agg(pl.col("_block").max())
+    last_block = h.group_by(_KEY).agg(pl.col("_block").max())
     return (
-        h.join(last_block, on=[S.TRACK_ID, "url", "_block"], how="inner", nulls_equal=True)
-        .filter(pl.col(S.URL_STATUS) == "UNKNOWN")
-        .group_by([S.TRACK_ID, "url"]).agg(pl.len().cast(pl.UInt32).alias("unknown_streak"))
+        h.join(last_block, on=[S.TRACK_ID, S.LINK_URL, "_block"], how="inner", nulls_equal=True)
+        .filter(pl.col(S.URL_STATUS) == S.UNKNOWN)
+        .group_by(_KEY).agg(pl.len().cast(pl.UInt32).alias("unknown_streak"))
     )
 
 
 def _dead_streak(history: pl.DataFrame) -> pl.DataFrame:
     """Per (track_id, url): DEAD checks since the last live check — count, first and last checked_at."""
-    schema = {S.TRACK_ID: pl.Utf8, "url": pl.Utf8, S.DEAD_CHECKS: pl.UInt32, S.FIRST_DEAD_AT: pl.Utf8, "_last_dead_at": pl.Utf8}
+    schema = {S.TRACK_ID: pl.Utf8, S.LINK_URL: pl.Utf8, S.DEAD_CHECKS: pl.UInt32, S.FIRST_DEAD_AT: pl.Utf8,
+              "_last_dead_at": pl.Utf8}
     if history.height == 0:
         return pl.DataFrame(schema=schema)
     h = history.sort(S.CHECKED_AT).with_columns(
-        pl.col(S.URL_STATUS).is_in(LIVE_STATUSES).cast(pl.UInt32).cum_sum().over([S.TRACK_ID, "url"]).alias("_block")
+        pl.col(S.URL_STATUS).is_in(LIVE_STATUSES).cast(pl.UInt32).cum_sum().over(_KEY).alias("_block")
     )
-    last_block = h.group_by([S.TRACK_ID, "url"]).agg(pl.col("_block").max())
+    last_block = h.group_by(_KEY).agg(pl.col("_block").max())
     return (
-        h.join(last_block, on=[S.TRACK_ID, "url", "_block"], how="inner", nulls_equal=True)
-        .filter(pl.col(S.URL_STATUS) == "DEAD")
-        .group_by([S.TRACK_ID, "url"]).agg(
+        h.join(last_block, on=[S.TRACK_ID, S.LINK_URL, "_block"], how="inner", nulls_equal=True)
+        .filter(pl.col(S.URL_STATUS) == S.DEAD)
+        .group_by(_KEY).agg(
             pl.len().cast(pl.UInt32).alias(S.DEAD_CHECKS),
             pl.col(S.CHECKED_AT).min().alias(S.FIRST_DEAD_AT),
             pl.col(S.CHECKED_AT).max().alias("_last_dead_at"),
@@ -157,17 +162,19 @@ def derived_status(*, history: pl.DataFrame, confirm_hours: float | None = None)
     confirm_hours = dead_confirm_hours() if confirm_hours is None else confirm_hours
     latest = latest_status(history)
     if latest.height == 0:
-        return latest.with_columns(pl.lit(None, dtype=pl.UInt32).alias(S.DEAD_CHECKS), pl.lit(None, dtype=pl.Utf8).alias(S.FIRST_DEAD_AT))
-    out = latest.join(_dead_streak(history), on=[S.TRACK_ID, "url"], how="left", nulls_equal=True)
+        return latest.with_columns(pl.lit(None, dtype=pl.UInt32).alias(S.DEAD_CHECKS),
+                                   pl.lit(None, dtype=pl.Utf8).alias(S.FIRST_DEAD_AT))
+    out = latest.join(_dead_streak(history), on=_KEY, how="left", nulls_equal=True)
     first = pl.col(S.FIRST_DEAD_AT).str.to_datetime(time_zone="UTC", strict=False)
     last = pl.col("_last_dead_at").str.to_datetime(time_zone="UTC", strict=False)
     span_h = (last - first).dt.total_seconds() / 3600.0
     confirmed = (span_h >= confirm_hours).fill_null(False)
     return out.with_columns(
-        pl.when((pl.col(S.URL_STATUS) == "DEAD") & ~confirmed).then(pl.lit(S.LINK_SUSPECT))
+        pl.when((pl.col(S.URL_STATUS) == S.DEAD) & ~confirmed).then(pl.lit(S.LINK_SUSPECT))
         .otherwise(pl.col(S.URL_STATUS)).alias(S.URL_STATUS),
-        pl.when(pl.col(S.URL_STATUS) == "DEAD").then(pl.col(S.DEAD_CHECKS)).otherwise(pl.lit(0, dtype=pl.UInt32)).alias(S.DEAD_CHECKS),
-        pl.when(pl.col(S.URL_STATUS) == "DEAD").then(pl.col(S.FIRST_DEAD_AT)).otherwise(None).alias(S.FIRST_DEAD_AT),
+        pl.when(pl.col(S.URL_STATUS) == S.DEAD).then(pl.col(S.DEAD_CHECKS))
+        .otherwise(pl.lit(0, dtype=pl.UInt32)).alias(S.DEAD_CHECKS),
+        pl.when(pl.col(S.URL_STATUS) == S.DEAD).then(pl.col(S.FIRST_DEAD_AT)).otherwise(None).alias(S.FIRST_DEAD_AT),
     ).select(*HISTORY_SCHEMA, S.DEAD_CHECKS, S.FIRST_DEAD_AT)
 
 
@@ -175,16 +182,18 @@ def due_checks(*, tracks: pl.DataFrame, history: pl.DataFrame, now: datetime,
                confirm_hours: float | None = None) -> pl.DataFrame:
     """Every current (track_id, url) with ``due`` (bool) and ``last_checked`` per the freshness
     policy applied to the *derived* status (a SUSPECT link is due again after a day)."""
-    current = tracks.select(S.TRACK_ID, pl.col(S.PERMALINK_URL).alias("url"))
-    latest = derived_status(history=history, confirm_hours=confirm_hours).select(S.TRACK_ID, "url", S.URL_STATUS, S.REASON, S.CHECKED_AT)
-    joined = current.join(latest, on=[S.TRACK_ID, "url"], how="left", nulls_equal=True).join(
-        _unknown_streak(history), on=[S.TRACK_ID, "url"], how="left", nulls_equal=True
+    current = tracks.select(S.TRACK_ID, pl.col(S.PERMALINK_URL).alias(S.LINK_URL))
+    latest = derived_status(history=history, confirm_hours=confirm_hours).select(
+        *_KEY, S.URL_STATUS, S.REASON, S.CHECKED_AT)
+    joined = current.join(latest, on=_KEY, how="left", nulls_equal=True).join(
+        _unknown_streak(history), on=_KEY, how="left", nulls_equal=True
     )
     checked = pl.col(S.CHECKED_AT).str.to_datetime(time_zone="UTC", strict=False)
     age_days = (pl.lit(now) - checked).dt.total_seconds() / 86400.0
     fresh_for = (
-        pl.when(pl.col(S.URL_STATUS) == "UNKNOWN")
-        .then((UNKNOWN_BASE_DAYS * (2.0 ** (pl.col("unknown_streak").fill_null(1) - 1))).clip(upper_bound=UNKNOWN_CAP_DAYS))
+        pl.when(pl.col(S.URL_STATUS) == S.UNKNOWN)
+        .then((UNKNOWN_BASE_DAYS * (2.0 ** (pl.col("unknown_streak").fill_null(1) - 1)))
+              .clip(upper_bound=UNKNOWN_CAP_DAYS))
         .otherwise(pl.col(S.URL_STATUS).replace_strict(FRESH_DAYS, default=0.0, return_dtype=pl.Float64))
     )
     due = (
@@ -202,18 +211,18 @@ def plan_checks(*, tracks: pl.DataFrame, history: pl.DataFrame, budget: int,
     plan = due_checks(tracks=tracks, history=history, now=now, confirm_hours=confirm_hours).filter(pl.col("due"))
     ordered = plan.sort([pl.col("last_checked").is_not_null(), "last_checked", S.TRACK_ID], nulls_last=False)
     picked = ordered.head(max(0, budget))
-    return list(zip(picked.get_column(S.TRACK_ID).to_list(), picked.get_column("url").to_list()))
+    return list(zip(picked.get_column(S.TRACK_ID).to_list(), picked.get_column(S.LINK_URL).to_list()))
 
 
 def current_status(*, tracks: pl.DataFrame, history: pl.DataFrame,
                    confirm_hours: float | None = None) -> pl.DataFrame:
     """One row per track: the derived status of its current URL (see ``derived_status``), or
     UNKNOWN/not_checked_yet. Shape (n_tracks, HISTORY_SCHEMA + dead_checks + first_dead_at)."""
-    current = tracks.select(S.TRACK_ID, pl.col(S.PERMALINK_URL).alias("url"))
+    current = tracks.select(S.TRACK_ID, pl.col(S.PERMALINK_URL).alias(S.LINK_URL))
     latest = derived_status(history=history, confirm_hours=confirm_hours)
-    out = current.join(latest, on=[S.TRACK_ID, "url"], how="left", nulls_equal=True)
+    out = current.join(latest, on=_KEY, how="left", nulls_equal=True)
     return out.with_columns(
-        pl.col(S.URL_STATUS).fill_null("UNKNOWN"),
+        pl.col(S.URL_STATUS).fill_null(S.UNKNOWN),
         pl.when(pl.col(S.URL_STATUS).is_null()).then(pl.lit("not_checked_yet")).otherwise(pl.col(S.REASON)).alias(S.REASON),
         pl.col(S.DEAD_CHECKS).fill_null(0),
     ).select(*HISTORY_SCHEMA, S.DEAD_CHECKS, S.FIRST_DEAD_AT)
@@ -232,4 +241,5 @@ def reason_table(*, status: pl.DataFrame) -> pl.DataFrame:
 
 
 def utc_now() -> str:
+    """Now, as the UTC ISO-8601 string (seconds) every check and fetch is stamped with."""
     return datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -13,10 +13,11 @@ import pytest
 from pipelines import schema as S
 from pipelines.heal.democorpus import jamendo_rows
 from pipelines.heal.genres import GENRE_CONFIDENCE, UNKNOWN_GENRE, impute_genres
-from pipelines.store import DATA_DIR
 from pipelines.heal.textdoc import split_tags
+from pipelines.store import DATA_DIR
 
-pytestmark = pytest.mark.skipif(not (DATA_DIR / "corpus" / "mtg_jamendo_tags.csv").exists(), reason="bundled data/ missing")
+pytestmark = pytest.mark.skipif(not (DATA_DIR / "corpus" / "mtg_jamendo_tags.csv").exists(),
+                                reason="bundled data/ missing")
 
 N_ROWS = 3000
 

@@ -189,7 +189,7 @@ def test_resolve_name_checks_every_address() -> None:
     try:
         got = asyncio.run(by_address.resolve("localhost", 80))
     except PolicyViolation as exc:
-        assert exc.reason == "loopback"  # this machine's localhost includes ::1
+        assert exc.reason == "loopback"  # the host's localhost also maps to ::1
     else:
         assert got == ["127.0.0.1"]
 

@@ -78,11 +78,14 @@ def test_dead_needs_two_checks_at_least_a_day_apart() -> None:
 
 def test_live_check_resets_and_unknown_does_not() -> None:
     # DEAD, then VALID, then DEAD a day later: the streak restarted, so SUSPECT
-    assert _status([("x", "DEAD", "http_404", 5), ("x", "VALID", None, 3), ("x", "DEAD", "http_404", 2)]) == {"x": "SUSPECT"}
+    assert _status([("x", "DEAD", "http_404", 5), ("x", "VALID", None, 3),
+                    ("x", "DEAD", "http_404", 2)]) == {"x": "SUSPECT"}
     # DEAD, timeout, DEAD 2 days later: the timeout neither confirms nor refutes — DEAD
-    assert _status([("x", "DEAD", "http_404", 5), ("x", "UNKNOWN", "timeout", 4), ("x", "DEAD", "http_404", 3)]) == {"x": "DEAD"}
+    assert _status([("x", "DEAD", "http_404", 5), ("x", "UNKNOWN", "timeout", 4),
+                    ("x", "DEAD", "http_404", 3)]) == {"x": "DEAD"}
     # a confirmed DEAD that answers again is VALID; a latest UNKNOWN shows UNKNOWN
-    assert _status([("x", "DEAD", "http_404", 5), ("x", "DEAD", "http_404", 3), ("x", "VALID", None, 1)]) == {"x": "VALID"}
+    assert _status([("x", "DEAD", "http_404", 5), ("x", "DEAD", "http_404", 3),
+                    ("x", "VALID", None, 1)]) == {"x": "VALID"}
     assert _status([("x", "DEAD", "http_404", 5), ("x", "UNKNOWN", "timeout", 1)]) == {"x": "UNKNOWN"}
 
 
@@ -129,7 +132,8 @@ def test_shard_of_is_stable_and_balanced_on_real_track_ids() -> None:
     from pipelines.store import DATA_DIR
 
     assert shard_keys() == ["00", "01", "02", "03", "04", "05", "06", "07"] and LINK_SHARDS == 8
-    assert shard_of(track_id="musiccaps:-0Gj8-vB1q4:30") == "02" and shard_of(track_id="musiccaps:-0vPFx-wRRI:30") == "06"
+    assert shard_of(track_id="musiccaps:-0Gj8-vB1q4:30") == "02"
+    assert shard_of(track_id="musiccaps:-0vPFx-wRRI:30") == "06"
     try:
         ids = (democorpus.musiccaps_rows(data_dir=DATA_DIR)[S.TRACK_ID].to_list()
                + democorpus.jamendo_rows(data_dir=DATA_DIR, limit=3000)[S.TRACK_ID].to_list())
