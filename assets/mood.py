@@ -54,7 +54,7 @@ def audio_mood_model(
     the Glasgow norms of the folder's mood word). The candidate per axis is chosen by song-grouped
     cross-validation on the train rows, its probabilities calibrated (sigmoid or isotonic, by CV
     log-loss); the song-disjoint EMOPIA val split is scored once afterwards, against the uncalibrated
-    classifier and the plan's hand-weighted formula, and influences nothing.
+    classifier and the hand-weighted baseline formula, and influences nothing.
     """
     rendered = store.load("emopia_audio").filter(pl.col("render_error").is_null())
     emopia_items = list(zip(rendered.get_column("clip_id").to_list(), rendered.get_column("audio_path").to_list()))

@@ -80,7 +80,8 @@ NAIVE_STAGES: tuple[_Stage, ...] = (
 
 
 def naive_features(*, y: np.ndarray, sr: int = audio.SR) -> tuple[dict[str, float], dict[str, float]]:
-    """The plan's naive extraction of mono ``y`` (shape ``(n,)``) → (features, CPU seconds per stage)."""
+    """The naive extraction (one librosa call per feature) of mono ``y`` (shape ``(n,)``) →
+    (features, CPU seconds per stage)."""
     feats: dict[str, float] = {}
     stage_s: dict[str, float] = {}
     for name, fn in NAIVE_STAGES:
