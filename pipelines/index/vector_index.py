@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import faiss
 import numpy as np
 
-from pipelines.index import search as S
+from pipelines.index import search as index_search
 from pipelines.index.build import VectorSet, metric_name
 
 
@@ -30,7 +30,7 @@ class VectorIndex:
 
     @classmethod
     def over(cls, index: faiss.Index, *, n_rows: int, vectors: np.ndarray | None = None) -> "VectorIndex":
-        return cls(index=index, positions=S.row_positions(index=index, n_rows=n_rows), vectors=vectors)
+        return cls(index=index, positions=index_search.row_positions(index=index, n_rows=n_rows), vectors=vectors)
 
     @property
     def dim(self) -> int:
@@ -52,7 +52,7 @@ class VectorIndex:
     def search(self, query: np.ndarray, k: int, allow: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Row ids (m,) int64 of one query's top ``k`` hits (only ``allow``, (a,) int64 sorted row ids,
         when given) and their scores (m,) float32 (inner product, or squared L2 for ``l2`` indices)."""
-        scores, ids = S.search(index=self.index, queries=np.asarray(query, np.float32).reshape(1, -1), k=k,
+        scores, ids = index_search.search(index=self.index, queries=np.asarray(query, np.float32).reshape(1, -1), k=k,
                                allow=allow, positions=self.positions)
         ok = ids[0] >= 0
         return ids[0][ok], scores[0][ok]
@@ -65,10 +65,11 @@ class VectorIndex:
         q = np.asarray(query, dtype=np.float32).reshape(1, -1)
         if self.vectors is not None:
             ids = np.arange(self.n_rows, dtype=np.int64) if allow is None else np.asarray(allow, np.int64)
-            scores, got = S.exact_search(vectors=VectorSet(ids=ids, vectors=self.rows(ids)), queries=q, k=k,
+            scores, got = index_search.exact_search(vectors=VectorSet(ids=ids, vectors=self.rows(ids)), queries=q, k=k,
                                          metric=metric_name(self.index))
         else:
-            scores, got = S.exhaustive_search(index=self.index, queries=q, k=k, allow=allow, n_rows=self.n_rows)
+            scores, got = index_search.exhaustive_search(index=self.index, queries=q, k=k, allow=allow,
+                                                         n_rows=self.n_rows)
         ok = got[0] >= 0
         return got[0][ok], scores[0][ok]
 
@@ -79,8 +80,8 @@ class VectorIndex:
             return np.asarray(self.vectors[ids], dtype=np.float32)
         present = self.positions[ids] >= 0
         if present.all():
-            return S.reconstruct_rows(index=self.index, ids=ids, positions=self.positions)
+            return index_search.reconstruct_rows(index=self.index, ids=ids, positions=self.positions)
         out = np.zeros((len(ids), self.dim), dtype=np.float32)
         if present.any():
-            out[present] = S.reconstruct_rows(index=self.index, ids=ids[present], positions=self.positions)
+            out[present] = index_search.reconstruct_rows(index=self.index, ids=ids[present], positions=self.positions)
         return out
