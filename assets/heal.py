@@ -6,10 +6,11 @@ from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, ass
 from assets.metadata import json_counts, md_table
 from assets.resources import StoreResource
 from pipelines import schema as S
+from pipelines.heal import musicclassifier
 from pipelines.heal.catalogue import heal_metadata, music_catalogue
 from pipelines.heal.metafeatures import null_rate_table
 from pipelines.heal.musicclassifier import fit_from_open_data
-from pipelines.store import DATA_DIR, atomic_path
+from pipelines.store import DATA_DIR, atomic_path, read_model
 
 
 @asset(group_name="heal", compute_kind="sklearn")
@@ -41,7 +42,9 @@ def music_tracks(context: AssetExecutionContext, store: StoreResource) -> Materi
     rejected rows are kept in ``non_music`` with their reason.
     """
     path = store.layout().model("music_classifier")
-    classifier = joblib.load(path) if path.exists() else None
+    classifier = None
+    if path.exists():
+        classifier = read_model(path, legacy_modules={"pipelines.musicclassifier": musicclassifier})
     if classifier is None:
         context.log.warning("music_classifier is not materialized: heuristics only")
     result = music_catalogue(

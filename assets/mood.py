@@ -18,7 +18,7 @@ from pipelines.mood.query import QueryMoodModel
 from pipelines.mood.query_training import train_query_mood_model
 from pipelines.mood.tags import scorer_for
 from pipelines.mood.tracks import track_moods as mood_of_tracks
-from pipelines.store import DATA_DIR, atomic_path
+from pipelines.store import DATA_DIR, atomic_path, read_model
 
 
 @asset(group_name="mood", compute_kind="scikit-learn")
@@ -181,7 +181,7 @@ def track_moods(context: AssetExecutionContext, store: StoreResource) -> Materia
         vectors=vectors,
         audio=store.load("audio_features_imputed"),
         tags=store.load("music_tracks"),
-        audio_model=joblib.load(layout.model("audio_mood")),
+        audio_model=read_model(layout.model("audio_mood")),
         text_model=QueryMoodModel.load(layout.model("query_mood")),
         scorer=scorer_for(lexicon=lexicon, data_dir=DATA_DIR),
     )

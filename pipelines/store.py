@@ -14,11 +14,13 @@ Serving reads only ``versions/$(CURRENT)``; it never opens anything Dagster is w
 
 import json
 import os
+import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import polars as pl
@@ -237,3 +239,15 @@ def inbox_dir() -> Path:
 def batch_table_paths(name: str) -> list[Path]:
     """Every partition file of a batch-partitioned table, sorted by name."""
     return layout().batch_tables(name)
+
+
+def read_model(path: Path, *, legacy_modules: dict[str, ModuleType] | None = None) -> Any:
+    """A joblib model file. ``legacy_modules`` maps module names under which earlier releases pickled
+    a class (e.g. ``pipelines.querymood``) to the module that holds it now; an old name is registered
+    only while nothing else owns it, so models written before a module moved still load."""
+    for name, module in (legacy_modules or {}).items():
+        sys.modules.setdefault(name, module)
+    import joblib
+
+    return joblib.load(path)
+

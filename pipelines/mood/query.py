@@ -7,6 +7,7 @@ features] predicting z-scored (valence, arousal), mapped back with the Glasgow n
 """
 
 import functools
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -118,7 +119,10 @@ class QueryMoodModel:
 
     @classmethod
     def load(cls, path: Path) -> "QueryMoodModel":
-        obj = joblib.load(Path(path))
+        from pipelines.mood import lexicon
+
+        obj = store.read_model(Path(path), legacy_modules={"pipelines.querymood": sys.modules[__name__],
+                                                          "pipelines.lexicon": lexicon})
         if obj.get("version") != MODEL_VERSION:
             raise ValueError(f"query mood model version {obj.get('version')} != {MODEL_VERSION}")
         return obj["model"]
