@@ -74,3 +74,27 @@ class LoopbackHandler(BaseHTTPRequestHandler):
             self.wfile.write(body)
         except (BrokenPipeError, ConnectionResetError):
             pass
+
+
+def load_script(name: str) -> Any:
+    """``scripts/<name>.py`` imported as a module (the scripts are not a package)."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def probe_definitions(expression: str, env: dict[str, str]) -> Any:
+    """JSON value of ``expression`` (``defs`` in scope) from ``assets.definitions`` imported in a
+    fresh interpreter under ``env`` (the Definitions read the environment once, at import)."""
+    import json
+    import subprocess
+    import sys
+
+    code = f"import json; from assets.definitions import defs; print(json.dumps({expression}))"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True, timeout=120)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+

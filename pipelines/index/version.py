@@ -149,7 +149,7 @@ class VersionWriter:
             **extra_manifest,
         }
         self.path(B.MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str))
-        _install(self.path("."), self.folder)
+        _install(self.path(B.MANIFEST_FILE).parent, self.folder)
         return self.folder
 
 

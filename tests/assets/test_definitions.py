@@ -1,10 +1,13 @@
 """The Dagster code location loads, validates, and has the lineage the README promises."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 from dagster import AssetKey
+
+from tests.helpers import probe_definitions
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -150,26 +153,14 @@ def test_automation_default_status_follows_env() -> None:
     Module-level definitions read the variable at import, so each setting is checked in a fresh
     interpreter (reloading asset modules in-process would define their assets twice).
     """
-    import json
-    import os
-    import subprocess
-    import sys
-
     probe = (
-        "import json; from assets.definitions import defs; "
-        "s = defs.get_schedule_def('link_recheck_daily'); i = defs.get_sensor_def('inbox_sensor'); "
-        "print(json.dumps([s.default_status.value, i.default_status.value, i.job_name, i.minimum_interval_seconds]))"
+        "[defs.get_schedule_def('link_recheck_daily').default_status.value, "
+        "defs.get_sensor_def('inbox_sensor').default_status.value, "
+        "defs.get_sensor_def('inbox_sensor').job_name, defs.get_sensor_def('inbox_sensor').minimum_interval_seconds]"
     )
     for value, expected in [("on", "RUNNING"), ("", "STOPPED")]:
-        env = {**os.environ, "MOODSCAPE_AUTOMATION": value}
-        out = (
-            subprocess.run(
-                [sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True, timeout=120
-            )
-            .stdout.strip()
-            .splitlines()[-1]
-        )
-        assert json.loads(out) == [expected, expected, "ingest_batch", 30]
+        got = probe_definitions(probe, {**os.environ, "MOODSCAPE_AUTOMATION": value})
+        assert got == [expected, expected, "ingest_batch", 30]
 
 
 def test_makefile_ui_turns_automation_on_and_profile_selects_yaml(tmp_path) -> None:

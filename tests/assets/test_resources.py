@@ -1,9 +1,12 @@
 """The store resource and the resources of each deployment."""
 
+import os
 from pathlib import Path
 
 import polars as pl
 import pytest
+
+from tests.helpers import probe_definitions
 
 
 def test_store_resource_follows_its_home_or_moodscape_home(tmp_path, monkeypatch) -> None:
@@ -46,19 +49,7 @@ def test_resources_by_deployment(tmp_path) -> None:
 def test_definitions_resources_follow_the_dagster_profile() -> None:
     """MOODSCAPE_DAGSTER_PROFILE=prod loads the prod resources (checked in a fresh interpreter: the
     Definitions are built at import)."""
-    import json
-    import os
-    import subprocess
-    import sys
-
-    probe = "import json; from assets.definitions import defs; print(json.dumps(repr(defs.resources['store'].home)))"
     for profile, expected in [("prod", "MOODSCAPE_HOME"), ("dev", "None")]:
         env = {**os.environ, "MOODSCAPE_DAGSTER_PROFILE": profile}
-        out = (
-            subprocess.run(
-                [sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True, timeout=120
-            )
-            .stdout.strip()
-            .splitlines()[-1]
-        )
-        assert expected in json.loads(out)
+        got = probe_definitions("repr(defs.resources['store'].home)", env)
+        assert expected in got

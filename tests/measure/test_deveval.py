@@ -1,6 +1,5 @@
 """``scripts/build_dev_eval.py`` and the dev-eval set builders of ``pipelines.measure.deveval``."""
 
-from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -10,19 +9,14 @@ from pipelines import schema as S
 from pipelines.measure import deveval
 from pipelines.measure.inputs import load_corpus, load_labels, load_queries
 from pipelines.store import DATA_DIR
+from tests.helpers import load_script
 
 EMOBANK = DATA_DIR / "text" / "emobank_train_dev.csv"
 
 
 @pytest.fixture(scope="module")
 def dev_eval_script():
-    import importlib.util
-
-    path = Path(__file__).resolve().parents[2] / "scripts" / "build_dev_eval.py"
-    spec = importlib.util.spec_from_file_location("build_dev_eval", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("build_dev_eval")
 
 
 def test_z_scores_map_monotonically_onto_unit_range():

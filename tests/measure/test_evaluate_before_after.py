@@ -1,20 +1,16 @@
 """``scripts/evaluate_before_after.py``: its ``--set`` parsing and the report comparison."""
 
 import argparse
-import importlib.util
 import math
-from pathlib import Path
 
 import pytest
+
+from tests.helpers import load_script
 
 
 @pytest.fixture(scope="module")
 def script():
-    path = Path(__file__).resolve().parents[2] / "scripts" / "evaluate_before_after.py"
-    spec = importlib.util.spec_from_file_location("evaluate_before_after", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("evaluate_before_after")
 
 
 def test_set_names_corpus_and_optional_labels_and_queries(script, tmp_path) -> None:
