@@ -1,47 +1,32 @@
-"""Audio features: extracted from local or downloaded audio, then completed by imputation."""
+"""Audio features: extracted from local or fetched audio, then completed by imputation."""
 
 import polars as pl
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
+from assets.fetch import fetch_table
 from assets.metadata import counts_md, json_counts, value_counts
 from assets.resources import StoreResource
 from assets.settings import MoodscapeSettings
 from pipelines import schema as S
-from pipelines.audio.acquire import AUDIO_ORIGIN, acquire_audio, extract_audio_features, feature_cache_name
+from pipelines.audio.acquire import AUDIO_ORIGIN, FETCHED, acquire_audio, extract_audio_features, feature_cache_name
 from pipelines.audio.complete import complete_audio_features
 from pipelines.audio.extract import EXTRACT_S
 from pipelines.audio.features import FEATURE_COLUMNS
 
 
-@asset(group_name="audio", deps=["raw_tracks", "track_link_status"], compute_kind="librosa")
+@asset(group_name="audio", deps=["raw_tracks", "audio_fetch"], compute_kind="librosa")
 def audio_features(
     context: AssetExecutionContext, settings: MoodscapeSettings, store: StoreResource
 ) -> MaterializeResult:
     """librosa features (one STFT shared by every spectral feature), 30 s from ``audio_offset_s``
     (``MOODSCAPE_AUDIO_OFFSET_S``), for every track with audio.
 
-    Audio comes from ``audio_path`` or, for tracks without it whose link is VALID/MOVED (the MOVED
-    target), from a bounded download through the link checker's network policy
-    (``pipelines.audio.fetch``): at most ``audio_fetch_budget`` new URLs per run, none offline;
-    downloads are kept and reused. Every attempt is logged per track in ``audio_fetch`` (reason
-    column) and per URL in ``audio_fetch_log`` (permanent refusals are not asked again). Cached by
-    file content key (one cache per offset), so re-runs decode only new or changed files; a failing
-    file gets an ``audio_error`` row and never fails the batch.
+    Audio comes from ``audio_path`` or, for the other tracks, from the download the ``audio_fetch``
+    shards recorded (this asset sends no request). A track with neither keeps its fetch reason in
+    ``audio_fetch``. Cached by file content key (one cache per offset), so re-runs decode only new or
+    changed files; a failing file gets an ``audio_error`` row and never fails the batch.
     """
-    got = acquire_audio(
-        raw=store.load("raw_tracks"),
-        status=store.load_optional("track_link_status"),
-        fetch_log=store.load_optional("audio_fetch_log"),
-        dest=store.layout().audio("fetched"),
-        offline=settings.offline,
-        budget=settings.audio_fetch_budget,
-        max_bytes=settings.audio_fetch_max_bytes,
-        allow_hosts=settings.allow_hosts(),
-        progress=settings.progress,
-    )
-    if got.fetch_log is not None:
-        store.write(got.fetch_log, "audio_fetch_log")
-    store.write(got.fetch_table, "audio_fetch")
+    got = acquire_audio(raw=store.load("raw_tracks"), fetch_table=fetch_table(store))
     offset = settings.audio_offset_s
     feats, stats = extract_audio_features(
         acquisition=got,
@@ -53,25 +38,20 @@ def audio_features(
     store.write(feats, "audio_features")
     errors = feats.filter(pl.col(S.AUDIO_ERROR).is_not_null())
     fresh = feats.filter(pl.col(EXTRACT_S) > 0) if EXTRACT_S in feats.columns else feats
-    fetched_ok = [r for r in got.results if r.path is not None]
+    missing = got.without_audio
     return MaterializeResult(
         metadata={
             "tracks_with_audio": len(got.items),
             "tracks_with_local_audio": got.local,
+            "tracks_with_fetched_audio": got.fetched,
             "dims": len(FEATURE_COLUMNS),
             "errors": errors.height,
-            "decode_errors_fetched": errors.filter(pl.col(AUDIO_ORIGIN) == "fetched").height,
+            "decode_errors_fetched": errors.filter(pl.col(AUDIO_ORIGIN) == FETCHED).height,
             "offset_s": offset,
             **stats,
             "mean_extract_s": round(float(fresh.get_column(EXTRACT_S).mean() or 0.0), 4) if fresh.height else 0.0,
-            "fetch_candidates": len(got.candidates),
-            "fetched": len(fetched_ok),
-            "fetched_bytes": sum(r.bytes for r in fetched_ok),
-            "fetch_reused": len(got.plan.reuse),
-            "fetch_failed": len(got.results) - len(fetched_ok),
-            "fetch_skipped": len(got.plan.skipped),
-            "fetch_reasons": counts_md(value_counts(got.fetch_table, S.REASON), key="reason")
-            if got.fetch_table.height
+            "without_audio_reasons": counts_md(value_counts(missing, S.REASON), key="reason")
+            if missing.height
             else "none",
         }
     )

@@ -1,6 +1,7 @@
 """The asset graph that builds a store from a crawl (every asset but the evaluation), and the
-in-process materializer that runs such a graph: the unpartitioned assets ``link_checks`` reads, then
-one run per link-check shard, then the rest, each run with the asset checks of its assets.
+in-process materializer that runs such a graph: the unpartitioned assets the sharded ones read, then
+one run per track shard (its link checks, then its audio fetch), then the rest, each run with the
+asset checks of its assets.
 """
 
 from collections.abc import Collection, Sequence
@@ -16,12 +17,13 @@ from dagster import (
     materialize,
 )
 
-from assets import audio, embed, heal, index, ingest, links, mood, publish
+from assets import audio, embed, fetch, heal, index, ingest, links, mood, publish
 from assets.partitions import link_shards
 from assets.resources import StoreResource
 
-STORE_MODULES = [ingest, links, heal, embed, audio, mood, index, publish]
-LINK_CHECKS = "link_checks"
+STORE_MODULES = [ingest, links, heal, fetch, embed, audio, mood, index, publish]
+# Partitioned by the same track shards and run shard by shard, together (link checks, then the fetch).
+SHARDED = ("link_checks", "audio_fetch")
 
 store_assets: list[AssetsDefinition] = load_assets_from_modules(STORE_MODULES)
 store_checks: list[AssetChecksDefinition] = load_asset_checks_from_modules(STORE_MODULES)
@@ -45,26 +47,27 @@ def materialize_graph(
     """Materialize ``assets`` in-process (see the module docstring for the run order).
 
     The batch-partitioned inbox ingest is never run here (``raw_tracks`` reads whatever batches
-    exist). ``select`` (asset names, default every unpartitioned asset plus ``link_checks``) minus
-    ``exclude`` is what is built; ``shards`` narrows the link-check partitions (default all).
-    ``resources`` without ``store`` use the store of ``MOODSCAPE_HOME``. Returns the results in run
-    order; stops at the first failed run (or raises, with ``raise_on_error``).
+    exist). ``select`` (asset names, default every unpartitioned asset plus the sharded ones,
+    ``link_checks`` and ``audio_fetch``) minus ``exclude`` is what is built; ``shards`` narrows the
+    shard partitions (default all). ``resources`` without ``store`` use the store of
+    ``MOODSCAPE_HOME``. Returns the results in run order; stops at the first failed run (or raises,
+    with ``raise_on_error``).
     """
     resources = {"store": StoreResource(), **resources}
-    unpartitioned = [a for a in assets if a.partitions_def is None]
-    (link_checks,) = [a for a in assets if LINK_CHECKS in _names(a)]
-    wanted = [a for a in unpartitioned if (select is None or _names(a) & set(select)) and not _names(a) & set(exclude)]
-    check_links = (select is None or LINK_CHECKS in select) and LINK_CHECKS not in exclude
-    before_keys = AssetSelection.assets(link_checks).upstream().resolve(list(assets)) if check_links else set()
+
+    def picked(a: AssetsDefinition) -> bool:
+        return (select is None or bool(_names(a) & set(select))) and not _names(a) & set(exclude)
+
+    wanted = [a for a in assets if a.partitions_def is None and picked(a)]
+    sharded = [a for name in SHARDED for a in assets if name in _names(a) and picked(a)]
+    before_keys = AssetSelection.assets(*sharded).upstream().resolve(list(assets)) if sharded else set()
     before = [a for a in wanted if set(a.keys) <= before_keys]
     after = [a for a in wanted if a not in before]
     plan: list[tuple[list[AssetsDefinition], str | None]] = []
     if before:
         plan.append((before, None))
-    if check_links:
-        plan += [
-            ([link_checks], shard) for shard in (shards if shards is not None else link_shards.get_partition_keys())
-        ]
+    if sharded:
+        plan += [(sharded, shard) for shard in (shards if shards is not None else link_shards.get_partition_keys())]
     if after:
         plan.append((after, None))
     results = []

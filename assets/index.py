@@ -15,7 +15,7 @@ from dagster import (
 from assets.resources import StoreResource
 from pipelines import schema as S
 from pipelines.audio.features import FEATURE_COLUMNS
-from pipelines.audio.space import fit_audio_space
+from pipelines.audio.space import BACKBONE_EMBEDDINGS, fit_audio_space, stack_embeddings
 from pipelines.index.build import (
     VectorSet,
     build_index,
@@ -78,11 +78,21 @@ def text_index(context: AssetExecutionContext, store: StoreResource) -> Material
     return _write(store.layout(), "text", VectorSet(ids=rows, vectors=vectors[rows]), "ip")
 
 
+def _embeddings(feats: pl.DataFrame) -> np.ndarray | None:
+    """(n, E) backbone embeddings of the rows (NaN rows where the track has no analysed recording);
+    None when the table has no backbone columns."""
+    cols = [c for c in BACKBONE_EMBEDDINGS if c in feats.columns]
+    if not cols:
+        return None
+    return stack_embeddings([feats.get_column(c).to_list() for c in cols])
+
+
 @asset(group_name="index", deps=["audio_features_imputed", "text_embeddings"], compute_kind="faiss")
 def audio_index(context: AssetExecutionContext, store: StoreResource) -> MaterializeResult:
-    """Inner-product index over the audio space (standardised librosa vector → PCA ≤64-d → L2-norm).
-
-    The PCA is fitted on extracted audio only; imputed vectors are projected into it.
+    """Inner-product index over the audio space (``pipelines.audio.space``): the backbone embedding
+    of each analysed recording and the librosa vector, each standardised → PCA ≤64-d → L2-norm,
+    weighted. Fitted on extracted audio only; imputed librosa vectors are projected into it and,
+    having no recording, match through their librosa block alone.
     """
     layout = store.layout()
     table = store.load("text_embeddings")
@@ -102,15 +112,21 @@ def audio_index(context: AssetExecutionContext, store: StoreResource) -> Materia
             stale.unlink(missing_ok=True)
         context.log.warning(f"only {extracted.height} tracks with extracted audio: no audio index")
         return MaterializeResult(metadata={"ntotal": 0, "reason": "fewer than 2 tracks with extracted audio"})
-    space = fit_audio_space(features=extracted.select(FEATURE_COLUMNS).to_numpy())
+    space = fit_audio_space(features=extracted.select(FEATURE_COLUMNS).to_numpy(), embeddings=_embeddings(extracted))
     with atomic_path(layout.audio_space_file, ".joblib") as tmp:
         joblib.dump(space, tmp)
     ids = np.array([row_of[t] for t in feats.get_column(S.TRACK_ID).to_list()], dtype=np.int64)
-    result = _write(
-        layout, "audio", VectorSet(ids=ids, vectors=space.transform(feats.select(FEATURE_COLUMNS).to_numpy())), "ip"
+    embeddings = _embeddings(feats)
+    vectors = space.transform(feats.select(FEATURE_COLUMNS).to_numpy(), embeddings)
+    result = _write(layout, "audio", VectorSet(ids=ids, vectors=vectors), "ip")
+    result.metadata["blocks"] = MetadataValue.json(
+        {n: {"dims": b.dims, "weight": round(space.weight(n), 4)} for n, b in space.blocks.items()}
     )
-    result.metadata["pca_explained_variance"] = round(space.explained_variance, 4)
+    result.metadata["pca_explained_variance"] = MetadataValue.json(space.explained_variance)
     result.metadata["fitted_on_extracted"] = extracted.height
+    result.metadata["with_backbone_embedding"] = (
+        0 if embeddings is None else int(np.isfinite(embeddings).all(axis=1).sum())
+    )
     return result
 
 

@@ -1,4 +1,4 @@
-"""Jobs for the common operations, the daily link re-check schedule and the two sensors.
+"""Jobs for the common operations, the link re-check and audio fetch schedules and the two sensors.
 
 Each job's selection brings the asset checks of its assets along. Schedules and sensors start
 STOPPED unless ``MOODSCAPE_AUTOMATION=on`` (``make ui`` sets it).
@@ -22,26 +22,27 @@ from dagster import (
     sensor,
 )
 
-from assets.partitions import crawl_batches, link_shards
+from assets.partitions import crawl_batches, fetch_shards, link_shards
 from assets.resources import StoreResource
 from assets.settings import schedule_status, sensor_status
 from pipelines.heal.catalogue import new_inbox_files
 
 # Run tag read by the production instance's tag concurrency limits (dagster.prod.yaml): at most
-# one CPU-heavy build and one link re-check at a time.
+# one CPU-heavy build and one network run (link re-check or audio fetch) at a time.
 RESOURCE_TAG = "moodscape/resource"
 CPU = {RESOURCE_TAG: "cpu"}
 NETWORK = {RESOURCE_TAG: "network"}
 
 _batch = AssetSelection.assets("crawl_batch")
 _shards = AssetSelection.assets("link_checks")
+_fetch = AssetSelection.assets("audio_fetch")
 
 everything_job = define_asset_job(
     "materialize_everything",
-    selection=AssetSelection.all() - _batch - _shards,
+    selection=AssetSelection.all() - _batch - _shards - _fetch,
     tags=CPU,
     description="Build every artifact and publish a new store version (link statuses from the shards' "
-    "check histories; recheck_links checks links per shard).",
+    "check histories, audio from the shards' fetch tables; recheck_links and fetch_audio run per shard).",
 )
 heal_job = define_asset_job(
     "heal",
@@ -51,9 +52,11 @@ heal_job = define_asset_job(
 )
 features_job = define_asset_job(
     "features",
-    selection=AssetSelection.groups("embed", "audio") | AssetSelection.assets("imputed_metadata", "track_moods"),
+    selection=(AssetSelection.groups("embed", "audio") | AssetSelection.assets("imputed_metadata", "track_moods"))
+    - _fetch,
     tags=CPU,
-    description="Embed texts, extract audio features, impute missing metadata and audio features, compute track moods.",
+    description="Embed texts, extract audio features (local and already fetched audio), impute missing metadata "
+    "and audio features, compute track moods.",
 )
 mood_models_job = define_asset_job(
     "mood_models",
@@ -80,6 +83,14 @@ link_recheck_job = define_asset_job(
     description="Re-check the stalest due links of one hash shard within its share of the per-run budget, "
     "then refresh the derived link status.",
 )
+audio_fetch_job = define_asset_job(
+    "fetch_audio",
+    selection=_fetch,
+    tags=NETWORK,
+    partitions_def=fetch_shards,
+    description="Fetch the audio of one hash shard's live links (track pages resolved to their audio) within its "
+    "share of the per-run budget: never-tried links first, then failures whose backoff has passed.",
+)
 ingest_batch_job = define_asset_job(
     "ingest_batch",
     selection=AssetSelection.assets("crawl_batch"),
@@ -94,6 +105,7 @@ JOBS = [
     rebuild_indices_job,
     evaluate_job,
     link_recheck_job,
+    audio_fetch_job,
     ingest_batch_job,
 ]
 
@@ -112,6 +124,22 @@ def link_recheck_schedule(context: ScheduleEvaluationContext) -> list[RunRequest
     return [
         RunRequest(run_key=f"links-{day}-{shard}", partition_key=shard, tags={"moodscape/link_shard": shard})
         for shard in link_shards.get_partition_keys()
+    ]
+
+
+@schedule(
+    name="audio_fetch_hourly",
+    job=audio_fetch_job,
+    cron_schedule="30 * * * *",
+    default_status=schedule_status(),
+    description="Hourly audio fetch: one run per hash shard, each within its share of the budget and deadline, "
+    "so successive runs cover the whole crawl (never-tried links first, retryable failures after their backoff).",
+)
+def audio_fetch_schedule(context: ScheduleEvaluationContext) -> list[RunRequest]:
+    hour = (context.scheduled_execution_time or datetime.now(timezone.utc)).strftime("%Y-%m-%dT%H")
+    return [
+        RunRequest(run_key=f"audio-{hour}-{shard}", partition_key=shard, tags={"moodscape/fetch_shard": shard})
+        for shard in fetch_shards.get_partition_keys()
     ]
 
 

@@ -10,10 +10,11 @@ from assets.settings import MoodscapeSettings
 from pipelines import schema as S
 from pipelines.audio.acquire import extractor, feature_cache_name
 from pipelines.audio.cache import extract_with_cache
-from pipelines.audio.features import FEATURE_COLUMNS
 from pipelines.mood import labels as moodlabels
-from pipelines.mood.audio_model import fit_audio_mood_model
+from pipelines.mood.audio_mood import fit_store_audio_mood_model
+from pipelines.mood.backbone_features import TagPriorTable
 from pipelines.mood.lexicon import MoodLexicon
+from pipelines.mood.priors import tag_priors
 from pipelines.mood.query import QueryMoodModel
 from pipelines.mood.query_training import train_query_mood_model
 from pipelines.mood.tags import scorer_for
@@ -44,13 +45,16 @@ def query_mood_model(
     return MaterializeResult(metadata={**flat, "metrics": MetadataValue.json(metrics)})
 
 
-@asset(group_name="mood", deps=["emopia_audio"], compute_kind="scikit-learn")
+@asset(group_name="mood", deps=["emopia_audio", "query_mood_model"], compute_kind="scikit-learn")
 def audio_mood_model(
     context: AssetExecutionContext, settings: MoodscapeSettings, store: StoreResource
 ) -> MaterializeResult:
-    """Audio features → (valence, arousal, confidence), trained on real labelled audio.
+    """Audio → (valence, arousal, confidence), trained on real labelled audio.
 
-    EMOPIA train clips (quadrant → valence/arousal signs) and the immich mood folders (targets from
+    Candidate inputs: the librosa vector, the audio backbone's mood features (tag logits + the
+    tags' co-occurrence prior mood, ``pipelines.mood.backbone_features``) or both; the set with the
+    best cross-validated AUC on the train rows is kept (a librosa-only model is kept for imputed
+    audio). EMOPIA train clips (quadrant → valence/arousal signs) and the immich mood folders (targets from
     the Glasgow norms of the folder's mood word). The candidate per axis is chosen by song-grouped
     cross-validation on the train rows, its probabilities calibrated (sigmoid or isotonic, by CV
     log-loss); the song-disjoint EMOPIA val split is scored once afterwards, against the uncalibrated
@@ -79,16 +83,22 @@ def audio_mood_model(
     )
     # Fit on the train split only: EMOPIA val stays unseen by selection, calibration and fitting,
     # so the val numbers here and `moodscape evaluate` on the val clips measure generalisation.
-    model, metrics = fit_audio_mood_model(
-        features=feats,
-        labels=labels,
-        feature_columns=list(FEATURE_COLUMNS),
-        refit_on_all=False,
+    priors = tag_priors(
+        lexicon=MoodLexicon.from_files(data_dir=DATA_DIR),
+        data_dir=DATA_DIR,
+        text_model=QueryMoodModel.load(store.layout().model("query_mood")),
+    )
+    model, by_set = fit_store_audio_mood_model(
+        audio=feats, labels=labels, priors=TagPriorTable.from_priors(priors), refit_on_all=False
     )
     with atomic_path(store.layout().model("audio_mood"), ".joblib") as tmp:
         joblib.dump(model, tmp)
+    metrics = by_set[model.chosen]
     flat = {k: v for k, v in metrics.items() if isinstance(v, (int, float, str))}
     meta: dict = {**flat, **stats}
+    meta["chosen_feature_set"] = model.chosen
+    meta["cv_auc_by_feature_set"] = MetadataValue.json({k: round(v, 4) for k, v in by_set["cv_by_feature_set"].items()})
+    meta["tag_prior_items"] = MetadataValue.json(priors.items)
     for axis, c in metrics["chosen"].items():
         meta[f"chosen_{axis}"] = f"{c['kind']} {c['param']:g} (CV acc {c['cv_acc']:.3f})"
         meta[f"calibration_{axis}"] = metrics["calibration"][axis]["method"]

@@ -31,11 +31,20 @@ class MoodscapeSettings(ConfigurableResource):
     query_mood_train_limit: int | None = _env_int("MOODSCAPE_QUERY_MOOD_LIMIT", None)
     eval_max_queries: int | None = _env_int("MOODSCAPE_EVAL_MAX_QUERIES", 300)
     progress: bool = False
-    # Audio features: analyse 30 s from this offset; download at most this many new URLs per run
-    # (tracks without audio_path whose link is VALID/MOVED), each capped at this many bytes.
+    # Audio features: analyse 30 s from this offset.
     audio_offset_s: float = float(os.environ.get("MOODSCAPE_AUDIO_OFFSET_S", "0"))
-    audio_fetch_budget: int = int(os.environ.get("MOODSCAPE_AUDIO_FETCH_BUDGET", "20"))
+    # Audio fetching (tracks without audio_path whose link is VALID/MOVED): links asked per run over all
+    # shards (each shard run its share), within a wall-clock deadline per shard run; audio capped at
+    # max_bytes, a track page at page_max_bytes; per host at most per_host requests in flight, their
+    # starts host_interval_s apart.
+    audio_fetch_budget: int = int(os.environ.get("MOODSCAPE_AUDIO_FETCH_BUDGET", "200"))
+    audio_fetch_deadline_s: float = float(os.environ.get("MOODSCAPE_AUDIO_FETCH_DEADLINE_S", "30"))
     audio_fetch_max_bytes: int = int(os.environ.get("MOODSCAPE_AUDIO_FETCH_MAX_BYTES", str(4 * 1024 * 1024)))
+    audio_fetch_page_max_bytes: int = int(
+        os.environ.get("MOODSCAPE_AUDIO_FETCH_PAGE_MAX_BYTES", str(2 * 1024 * 1024))
+    )
+    audio_fetch_per_host: int = int(os.environ.get("MOODSCAPE_AUDIO_FETCH_PER_HOST", "2"))
+    audio_fetch_host_interval_s: float = float(os.environ.get("MOODSCAPE_AUDIO_FETCH_HOST_INTERVAL_S", "1.0"))
 
     def allow_hosts(self) -> frozenset[str]:
         return frozenset(h.strip() for h in self.link_allow_hosts.split(",") if h.strip())

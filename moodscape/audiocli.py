@@ -1,4 +1,5 @@
-"""``moodscape bench-audio PATH... --out DIR``: project audio extractor vs the naive librosa baseline.
+"""``moodscape bench-audio PATH... --out DIR``: the project's audio extraction (decode, librosa features,
+backbone, all-in) against the naive librosa baseline.
 
 ``register(sub)`` adds the subcommand to the CLI's subparsers. Progress goes to stderr; stdout
 carries the report as JSON (also written to ``DIR/bench_audio.json``).
@@ -35,11 +36,13 @@ def cmd_bench_audio(args: argparse.Namespace) -> int:
 
 def register(sub: "argparse._SubParsersAction") -> None:
     """Add ``bench-audio`` to the ``moodscape`` subparsers."""
-    p = sub.add_parser("bench-audio", help="time the project's audio extractor against a naive librosa baseline")
+    p = sub.add_parser(
+        "bench-audio", help="time decode, librosa features and the backbone per clip, vs a naive librosa baseline"
+    )
     p.add_argument("paths", nargs="+", metavar="PATH", help="audio files or folders (searched recursively)")
     p.add_argument("--out", required=True, help="folder for bench_audio.json")
     p.add_argument("--duration", type=float, default=30.0, help="seconds analysed per clip (default 30)")
-    p.add_argument("--threads", type=int, default=1, help="BLAS/FFT threads (default 1: per-core numbers)")
+    p.add_argument("--threads", type=int, default=1, help="BLAS/FFT/torch threads (default 1: per-core numbers)")
     p.add_argument("--limit", type=int, default=0, help="time only the first N clips (0 = all)")
     p.add_argument("--per-clip", action="store_true", help="also print per-clip timings (always in the file)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -4,6 +4,7 @@ import numpy as np
 import polars as pl
 
 from pipelines import schema as S
+from pipelines.audio.backbone import BACKBONE_COLUMNS
 from pipelines.audio.features import FEATURE_COLUMNS
 from pipelines.audio.impute import impute_audio_features
 
@@ -31,7 +32,8 @@ def _meta(tracks: pl.DataFrame):
 def complete_audio_features(
     *, tracks: pl.DataFrame, features: pl.DataFrame, text_table: pl.DataFrame, vectors: np.ndarray
 ) -> tuple[pl.DataFrame, dict]:
-    """(one row per track of ``tracks``: features, audio_source, audio_confidence; imputation validation).
+    """(one row per track of ``tracks``: features, audio_source, audio_confidence and, for extracted
+    rows, the backbone outputs; imputation validation).
 
     ``features`` are the extracted features (failed files already left out); ``text_table`` /
     ``vectors`` the row-aligned text embeddings. Tracks without extracted audio are imputed (text kNN
@@ -47,8 +49,9 @@ def complete_audio_features(
     real_rows = np.array([row_of[t] for t in real_ids], dtype=np.int64)
     target_ids = [t for t in tracks.get_column(S.TRACK_ID).to_list() if t not in set(real_ids)]
     target_rows = np.array([row_of[t] for t in target_ids], dtype=np.int64)
+    carried = [c for c in BACKBONE_COLUMNS if c in real.columns]  # the recording's backbone outputs
     frames = [
-        real.select(S.TRACK_ID, *FEATURE_COLUMNS).with_columns(
+        real.select(S.TRACK_ID, *FEATURE_COLUMNS, *carried).with_columns(
             pl.lit(EXTRACTED).alias(S.AUDIO_SOURCE), pl.lit(1.0).alias(S.AUDIO_CONFIDENCE)
         )
     ]
@@ -75,7 +78,7 @@ def complete_audio_features(
             pl.Series(S.AUDIO_SOURCE, result.source),
             pl.Series(S.AUDIO_CONFIDENCE, result.confidence),
         )
-        frames.append(imputed.select(frames[0].columns))
+        frames.append(imputed)
     elif target_ids:
         frames.append(
             pl.DataFrame({S.TRACK_ID: target_ids})
@@ -84,6 +87,6 @@ def complete_audio_features(
                 pl.lit(NO_AUDIO).alias(S.AUDIO_SOURCE),
                 pl.lit(0.0).alias(S.AUDIO_CONFIDENCE),
             )
-            .select(frames[0].columns)
         )
-    return pl.concat(frames, how="vertical_relaxed"), validation
+    # Imputed and audio-less rows have no recording, so no backbone outputs: null there.
+    return pl.concat(frames, how="diagonal_relaxed").select(frames[0].columns), validation

@@ -1,7 +1,8 @@
 """Audio features of many files: a forkserver process pool of warmed-up workers.
 
-``extract_many`` returns one row per input (a file that fails gives null features and an
-``audio_error``); a worker that dies (a decoder crash) only costs its own item an error row.
+Each file is decoded once; the worker computes its librosa features and the backbone's tags and
+embeddings. ``extract_many`` returns one row per input (a file that fails gives null features and
+an ``audio_error``); a worker that dies (a decoder crash) only costs its own item an error row.
 """
 
 import time
@@ -14,23 +15,61 @@ import numpy as np
 import polars as pl
 from tqdm.auto import tqdm
 
-from pipelines.audio.features import FEATURE_COLUMNS, SR, extract_features, features_from_signal
+from pipelines.audio import backbone
+from pipelines.audio.backbone import BACKBONE_COLUMNS, BACKBONE_VERSION, backbone_outputs
+from pipelines.audio.features import FEATURE_COLUMNS, SR, features_from_signal, load_clip
 from pipelines.schema import AUDIO_ERROR, TRACK_ID
 
 EXTRACT_S = "extract_s"  # seconds spent on one file
+# What a row holds: cached rows of another version are extracted again.
+EXTRACT_VERSION = f"librosa{len(FEATURE_COLUMNS)}+{BACKBONE_VERSION}"
+EXTRACT_SCHEMA: dict[str, pl.DataType] = {
+    TRACK_ID: pl.String,
+    **{c: pl.Float64 for c in FEATURE_COLUMNS},
+    **{c: pl.List(pl.Float32) for c in BACKBONE_COLUMNS},
+    AUDIO_ERROR: pl.String,
+    EXTRACT_S: pl.Float64,
+}
 
 _WARM = False
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters
 _POOL_DIED = "BrokenProcessPool: worker process died"
 
 
 def warmup() -> None:
-    """Run every code path once on 2 s of noise so numba compiles (or loads its cache) now."""
+    """Run every code path once on noise: numba compiles (or loads its cache), the backbone loads."""
     global _WARM
     if _WARM:
         return
     rng = np.random.default_rng(0)
-    features_from_signal(y=(0.1 * rng.standard_normal(2 * SR)).astype(np.float32), sr=SR)
+    y = (0.1 * rng.standard_normal(2 * SR)).astype(np.float32)
+    features_from_signal(y=y, sr=SR)
+    backbone_outputs(y, SR)
     _WARM = True
+
+
+def empty_frame() -> pl.DataFrame:
+    """A frame with ``extract_many``'s columns and no rows."""
+    return pl.DataFrame(schema=EXTRACT_SCHEMA)
+
+
+def keep_freed_memory() -> None:
+    """Have glibc's allocator keep freed blocks up to 32 MB for reuse in this process.
+
+    The backbone allocates and frees several multi-MB tensors per 3 s patch; by default glibc
+    hands such blocks back to the OS, so every patch page-faults them in again (about 1.5x the
+    backbone's CPU time). No-op where the C library has no ``mallopt``.
+    """
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c"))
+        mallopt = libc.mallopt
+    except (OSError, AttributeError, TypeError):  # pragma: no cover - not glibc
+        return
+    mallopt(_M_MMAP_THRESHOLD, 32 << 20)  # glibc's maximum
+    mallopt(_M_TRIM_THRESHOLD, 1 << 30)
 
 
 def _init_worker() -> None:
@@ -40,29 +79,33 @@ def _init_worker() -> None:
         threadpool_limits(1)  # one core per worker process
     except ImportError:  # pragma: no cover - threadpoolctl ships with scikit-learn
         pass
+    backbone.set_threads(1)
+    keep_freed_memory()
     warmup()
 
 
 def _extract_one(
     track_id: str, path: str, sr: int, duration: float, offset: float = 0.0
-) -> tuple[str, dict[str, float] | None, str | None, float]:
+) -> tuple[str, dict | None, str | None, float]:
     start = time.perf_counter()
     try:
-        feats = extract_features(path=path, sr=sr, offset=offset, duration=duration)
+        y, sr_loaded = load_clip(path=path, sr=sr, offset=offset, duration=duration)
+        feats: dict = features_from_signal(y=y, sr=sr_loaded)
+        feats |= backbone_outputs(y, sr_loaded)
         return track_id, feats, None, time.perf_counter() - start
     except Exception as exc:  # one bad file must not fail the batch
         return track_id, None, f"{type(exc).__name__}: {exc}"[:500], time.perf_counter() - start
 
 
-def _frame(rows: list[tuple[str, dict[str, float] | None, str | None, float]]) -> pl.DataFrame:
+def _frame(rows: list[tuple[str, dict | None, str | None, float]]) -> pl.DataFrame:
     data: dict[str, list] = {TRACK_ID: [r[0] for r in rows]}
     for c in FEATURE_COLUMNS:
         data[c] = [None if r[1] is None else r[1][c] for r in rows]
+    for c in BACKBONE_COLUMNS:
+        data[c] = [None if r[1] is None else r[1][c].tolist() for r in rows]
     data[AUDIO_ERROR] = [r[2] for r in rows]
     data[EXTRACT_S] = [r[3] for r in rows]
-    schema = {TRACK_ID: pl.String, **{c: pl.Float64 for c in FEATURE_COLUMNS}}
-    schema |= {AUDIO_ERROR: pl.String, EXTRACT_S: pl.Float64}
-    return pl.DataFrame(data, schema=schema)
+    return pl.DataFrame(data, schema=EXTRACT_SCHEMA)
 
 
 def extract_many(
@@ -79,9 +122,11 @@ def extract_many(
     Each file is analysed for ``duration`` s from ``offset`` s (see ``effective_offset`` for clips
     shorter than that).
 
-    Columns: ``track_id``, every ``FEATURE_COLUMNS`` entry (Float64, null on failure),
-    ``audio_error`` (String, null when OK), ``extract_s`` (seconds spent). ``workers=1`` runs in
-    this process; otherwise a forkserver process pool whose workers warm up once. If a worker dies
+    Columns (``EXTRACT_SCHEMA``): ``track_id``, every ``FEATURE_COLUMNS`` entry (Float64, null on
+    failure), every ``BACKBONE_COLUMNS`` entry (List(Float32): 50 tag probabilities or
+    ``EMBED_DIM`` embedding values, null on failure), ``audio_error`` (String, null when OK),
+    ``extract_s`` (seconds spent). ``workers=1`` runs in this process; otherwise a forkserver
+    process pool whose one-thread workers warm up once. If a worker dies
     (e.g. a decoder crash), the unfinished items are retried one at a time so only the culprit
     gets an error row.
     """

@@ -311,14 +311,11 @@ def features_from_signal(*, y: np.ndarray, sr: int = SR) -> dict[str, float]:
     return {c: (float(out[c]) if np.isfinite(out[c]) else 0.0) for c in FEATURE_COLUMNS}
 
 
-def extract_features(
+def load_clip(
     *, path: str | Path, sr: int = SR, offset: float = 0.0, duration: float = 30.0
-) -> dict[str, float]:
-    """Load ``duration`` s of ``path`` from ``offset`` (mono, resampled to ``sr``) → feature dict.
-
-    Returns ``{name: float}`` for every name in ``FEATURE_COLUMNS`` (all finite). Raises on an
-    unreadable or empty file.
-    """
+) -> tuple[np.ndarray, int]:
+    """Decode ``duration`` s of ``path`` from ``offset`` (see ``effective_offset``), mono, resampled to
+    ``sr`` → (samples float32 ``(n,)``, sample rate). Raises on an unreadable or empty file."""
     if not Path(path).is_file():
         raise FileNotFoundError(f"audio file not found: {path}")
     offset = effective_offset(path=path, offset=offset, duration=duration)
@@ -327,7 +324,19 @@ def extract_features(
         y, sr_loaded = librosa.load(str(path), sr=sr, mono=True, offset=0.0, duration=duration)
     if y.size == 0:
         raise ValueError(f"no audio decoded from {path}")
-    return features_from_signal(y=y, sr=int(sr_loaded))
+    return y, int(sr_loaded)
+
+
+def extract_features(
+    *, path: str | Path, sr: int = SR, offset: float = 0.0, duration: float = 30.0
+) -> dict[str, float]:
+    """Load ``duration`` s of ``path`` from ``offset`` (mono, resampled to ``sr``) → feature dict.
+
+    Returns ``{name: float}`` for every name in ``FEATURE_COLUMNS`` (all finite). Raises on an
+    unreadable or empty file.
+    """
+    y, sr_loaded = load_clip(path=path, sr=sr, offset=offset, duration=duration)
+    return features_from_signal(y=y, sr=sr_loaded)
 
 
 def effective_offset(*, path: str | Path, offset: float, duration: float) -> float:

@@ -1,69 +1,77 @@
-"""Bounded, policy-checked downloads of track audio from the crawl's live links.
+"""Policy-checked, polite HTTP for track audio: audio downloads and reads of the pages that point at it.
 
 Every socket obeys the link checker's network policy (``pipelines.net``); redirects are followed by
-hand and checked again at every hop. A download is a streamed GET cut at ``max_bytes`` that must be
-audio (declared, or sniffed from its first bytes); it is renamed into place only when complete, as
-``<dest_dir>/<sha256(url)[:24]><ext>``, so a re-run finds it again (``existing_download``).
+hand and checked again at every hop; every request waits at its host's gate (at most ``per_host`` in
+flight, starts ``min_interval_s`` apart). An audio body (declared, or sniffed from its first bytes)
+is streamed to a temp file cut at ``max_bytes`` and renamed into place only when complete, as
+``<dest_dir>/<sha256(url)[:24]><ext>`` (``media.existing_download`` finds it again); a page or JSON
+body is read into memory, refused beyond ``page_max_bytes``.
 """
 
 import asyncio
-import hashlib
 import os
 import ssl
 import tempfile
-from collections.abc import Sequence
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpcore
 import httpx
-from tqdm.auto import tqdm
 
-# The link checker's policy-pinned socket layer; reused (not copied) so both fetchers obey one policy.
+from pipelines.audio.media import (
+    DOCUMENT_TYPES,
+    GENERIC_TYPES,
+    TYPE_EXT,
+    download_stem,
+    is_audio_type,
+    looks_like_text,
+    media_type,
+    sniff_audio,
+    url_audio_ext,
+)
+from pipelines.heal.links.hostgate import HostGate, parse_retry_after
 from pipelines.net.client import REDIRECT_CODES, policy_client, run_sync
 from pipelines.net.policy import DNSResolutionError, NetworkPolicy, PolicyViolation
 
 DEFAULT_MAX_BYTES = 4 * 1024 * 1024  # ~30 s + offset of compressed audio (320 kb/s MP3 ≈ 1.2 MB / 30 s)
-OK, TRUNCATED = "ok", "truncated"
-_AUDIO_TYPES = frozenset({"application/ogg", "application/x-ogg", "video/ogg", "video/webm", "audio/webm"})
-_GENERIC_TYPES = frozenset({"application/octet-stream", "binary/octet-stream", "application/binary", ""})
-AUDIO_EXTENSIONS: frozenset[str] = frozenset(
-    {".mp3", ".ogg", ".oga", ".opus", ".wav", ".wave", ".flac", ".m4a", ".aac", ".aif", ".aiff", ".webm", ".mka"}
-)
-_TYPE_EXT = {
-    "audio/mpeg": ".mp3", "audio/mp3": ".mp3", "audio/ogg": ".ogg", "application/ogg": ".ogg",
-    "audio/opus": ".opus", "audio/wav": ".wav", "audio/x-wav": ".wav", "audio/wave": ".wav",
-    "audio/flac": ".flac", "audio/x-flac": ".flac", "audio/mp4": ".m4a", "audio/x-m4a": ".m4a",
-    "audio/aac": ".aac", "audio/aiff": ".aiff", "audio/x-aiff": ".aiff", "audio/webm": ".webm",
-}
+DEFAULT_PAGE_MAX_BYTES = 2 * 1024 * 1024  # a track page (or oEmbed answer) larger than this is refused
+OK, TRUNCATED, REUSED = "ok", "truncated", "reused"
+_ACCEPT_AUDIO = "audio/*, application/ogg;q=0.9, */*;q=0.1"
+_ACCEPT_PAGE = "text/html, application/xhtml+xml, application/json;q=0.9, audio/*;q=0.8, */*;q=0.1"
+_SLOW_DOWN_CODES = frozenset({429, 503})
 
 
 @dataclass(frozen=True, kw_only=True)
 class FetchConfig:
-    """Knobs of audio downloads (bytes, seconds)."""
+    """Knobs of audio fetching (bytes, seconds)."""
 
-    max_bytes: int = DEFAULT_MAX_BYTES  # stop reading the body here (the file keeps this prefix)
+    max_bytes: int = DEFAULT_MAX_BYTES  # stop reading an audio body here (the file keeps this prefix)
+    page_max_bytes: int = DEFAULT_PAGE_MAX_BYTES  # refuse a page / oEmbed body larger than this
     connect_timeout_s: float = 5.0
     read_timeout_s: float = 10.0  # between bytes
-    timeout_s: float = 30.0  # the whole fetch of one URL, every hop included
+    timeout_s: float = 30.0  # one request/response exchange (time waiting at a host gate excluded)
     max_hops: int = 5
-    concurrency: int = 4  # downloads in flight (fetch_many)
-    per_host: int = 2  # downloads in flight per host
+    concurrency: int = 4  # links in flight (resolve_many)
+    per_host: int = 2  # requests in flight per host
+    min_interval_s: float = 1.0  # minimum spacing between request starts to one host
+    retry_after_cap_s: float = 60.0  # a 429/503 Retry-After holds its host at most this long
     offline: bool = False  # nothing touches the network: every result is "offline"
-    user_agent: str = "MoodscapeAudioFetch/0.1 (30 s preview for audio features)"
+    user_agent: str = "MoodscapeAudioFetch/0.2 (30 s preview for audio features)"
     ca_file: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
 class FetchResult:
-    """Outcome of one download. ``path`` is set only for ``ok`` / ``truncated``.
+    """Outcome of one download. ``path`` is set only for ``ok`` / ``truncated`` / ``reused``.
 
-    ``reason``: ``ok``, ``truncated`` (both with a file: a cut body is kept); ``offline``, ``no_url``,
-    ``blocked:<policy reason>`` (``blocked:loopback``, ``blocked:private``, ``blocked:metadata``,
-    ``blocked:scheme_not_allowed``, …, at the first URL or any hop), ``http_<code>``,
-    ``not_audio:<content type>``, ``not_audio:sniffed`` (a body that is markup, or an undeclared type
-    that is no known container: Ogg, ID3/MPEG, RIFF/WAVE, FLAC, MP4, WebM/Matroska, AIFF),
-    ``empty_body``, ``timeout``, ``dns_error``, ``connect_error``, ``tls_error``, ``connection_reset``,
+    ``reason``: ``ok``, ``truncated`` (both with a file: a cut body is kept), ``reused`` (an earlier
+    download, no request); ``offline``, ``no_url``, ``blocked:<policy reason>`` (``blocked:loopback``,
+    ``blocked:private``, ``blocked:metadata``, ``blocked:scheme_not_allowed``, …, at the first URL or
+    any hop), ``http_<code>``, ``not_audio:<content type>``, ``not_audio:sniffed`` (a body that is
+    markup, JSON or a playlist, or an undeclared type that is no known container: Ogg, ID3/MPEG,
+    RIFF/WAVE, FLAC, MP4, WebM/Matroska, AIFF), ``page_too_large`` / ``oembed_too_large``, ``empty_body``,
+    ``timeout``, ``dns_error``, ``connect_error``, ``tls_error``, ``connection_reset``,
     ``protocol_error``, ``redirect_loop``, ``too_many_redirects``, ``redirect_without_location``,
     ``invalid_url``, ``write_error``, ``error:<ExceptionType>``.
     """
@@ -81,6 +89,17 @@ class FetchResult:
         return self.path is not None
 
 
+@dataclass(frozen=True, kw_only=True)
+class Document:
+    """A page or JSON body read into memory (≤ ``page_max_bytes``)."""
+
+    url: str
+    final_url: str  # after redirects: relative links in the body resolve against it
+    content_type: str | None
+    body: bytes
+    http_code: int
+
+
 class _Refused(Exception):
     def __init__(self, reason: str, *, http_code: int | None = None, final_url: str | None = None,
                  content_type: str | None = None) -> None:
@@ -88,61 +107,30 @@ class _Refused(Exception):
         self.reason, self.http_code, self.final_url, self.content_type = reason, http_code, final_url, content_type
 
 
-def looks_like_audio_url(url: str | None) -> bool:
-    """True when the URL's path ends in a known audio file extension (``.mp3``, ``.ogg``, …)."""
-    if not url:
-        return False
-    try:
-        path = httpx.URL(url.strip()).path
-    except (httpx.InvalidURL, TypeError, ValueError):
-        return False
-    return Path(path).suffix.lower() in AUDIO_EXTENSIONS
+class _Body:
+    """A response body stream whose first bytes can be looked at before it is consumed."""
 
+    def __init__(self, chunks: AsyncIterator[bytes]) -> None:
+        self._chunks = chunks
+        self._pending: list[bytes] = []
 
-def sniff_audio(head: bytes) -> str | None:
-    """File extension of the audio container the first bytes announce, or None when unknown."""
-    if head.startswith(b"OggS"):
-        return ".ogg"
-    if head.startswith(b"fLaC"):
-        return ".flac"
-    if head.startswith(b"ID3") or (len(head) > 1 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0):
-        return ".mp3" if not (len(head) > 1 and head[1] & 0x06 == 0) else ".aac"  # layer bits 00 = ADTS
-    if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
-        return ".wav"
-    if head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
-        return ".aiff"
-    if head[4:8] == b"ftyp":
-        return ".m4a"
-    if head.startswith(b"\x1a\x45\xdf\xa3"):
-        return ".webm"
-    return None
+    async def peek(self, n: int) -> bytes:
+        while sum(map(len, self._pending)) < n:
+            try:
+                self._pending.append(await anext(self._chunks))
+            except StopAsyncIteration:
+                break
+        return b"".join(self._pending)[:n]
 
-
-def _looks_like_text(head: bytes) -> bool:
-    low = head[:512].lstrip().lower()
-    return low.startswith((b"<!doctype", b"<html", b"<?xml", b"<head", b"<body", b"{", b"["))
-
-
-def _media_type(value: str | None) -> str:
-    return (value or "").split(";", 1)[0].strip().lower()
-
-
-def download_stem(url: str) -> str:
-    """File stem a URL downloads to: the first 24 hex digits of sha256(url)."""
-    return hashlib.sha256(url.strip().encode("utf-8")).hexdigest()[:24]
-
-
-def existing_download(*, url: str, dest_dir: Path) -> Path | None:
-    """The file an earlier `fetch_audio` of ``url`` left in ``dest_dir``, or None."""
-    stem = download_stem(url)
-    for path in sorted(Path(dest_dir).glob(f"{stem}.*")):
-        if path.suffix != ".part" and path.is_file() and path.stat().st_size > 0:
-            return path
-    return None
+    async def chunks(self) -> AsyncIterator[bytes]:
+        while self._pending:
+            yield self._pending.pop(0)
+        async for chunk in self._chunks:
+            yield chunk
 
 
 class AudioFetcher:
-    """One HTTP client whose sockets obey ``policy``; use as an async context manager."""
+    """One HTTP client whose sockets obey ``policy``, with one gate per host; an async context manager."""
 
     def __init__(self, *, policy: NetworkPolicy, config: FetchConfig = FetchConfig(),
                  network_backend: httpcore.AsyncNetworkBackend | None = None) -> None:
@@ -150,7 +138,7 @@ class AudioFetcher:
         self.config = config
         self._network_backend = network_backend
         self._client: httpx.AsyncClient | None = None
-        self._hosts: dict[str, asyncio.Semaphore] = {}
+        self._gates: dict[str, HostGate] = {}
 
     async def __aenter__(self) -> "AudioFetcher":
         cfg = self.config
@@ -158,7 +146,7 @@ class AudioFetcher:
             policy=self.policy, network_backend=self._network_backend, ca_file=cfg.ca_file,
             max_connections=max(cfg.concurrency * 2, 4), max_keepalive=cfg.concurrency,
             connect_s=cfg.connect_timeout_s, read_s=cfg.read_timeout_s, total_s=cfg.timeout_s,
-            user_agent=cfg.user_agent, accept="audio/*, application/ogg;q=0.9, */*;q=0.1",
+            user_agent=cfg.user_agent, accept=_ACCEPT_AUDIO,
         )
         return self
 
@@ -168,15 +156,24 @@ class AudioFetcher:
             self._client = None
 
     async def fetch(self, *, url: str | None, dest_dir: Path) -> FetchResult:
-        """Download ``url`` into ``dest_dir`` (see `FetchResult` for the outcomes); never raises for a bad URL."""
+        """Download ``url``'s audio into ``dest_dir`` (see `FetchResult`); never raises for a bad URL."""
+        out = await self._run(url=url, dest_dir=dest_dir, label=None)
+        assert isinstance(out, FetchResult)
+        return out
+
+    async def open(self, *, url: str | None, dest_dir: Path, label: str = "page") -> Document | FetchResult:
+        """A page (HTML, XML, JSON: a `Document`) or audio (stored as by `fetch`: a `FetchResult`);
+        a refusal is a `FetchResult` whose reason names ``label`` where it matters (``page_too_large``)."""
+        return await self._run(url=url, dest_dir=dest_dir, label=label)
+
+    async def _run(self, *, url: str | None, dest_dir: Path, label: str | None) -> Document | FetchResult:
         if url is None or not url.strip():
             return FetchResult(url=url, path=None, bytes=0, content_type=None, reason="no_url")
         if self.config.offline:
             return FetchResult(url=url, path=None, bytes=0, content_type=None, reason="offline")
         url = url.strip()
         try:
-            async with asyncio.timeout(self.config.timeout_s):
-                return await self._follow(url=url, dest_dir=Path(dest_dir))
+            return await self._follow(url=url, dest_dir=Path(dest_dir), label=label)
         except _Refused as exc:
             return FetchResult(url=url, path=None, bytes=0, content_type=exc.content_type, reason=exc.reason,
                                http_code=exc.http_code, final_url=exc.final_url)
@@ -185,15 +182,15 @@ class AudioFetcher:
         except Exception as exc:  # one bad URL must never fail a batch
             return FetchResult(url=url, path=None, bytes=0, content_type=None, reason=f"error:{type(exc).__name__}")
 
-    async def _follow(self, *, url: str, dest_dir: Path) -> FetchResult:
+    async def _follow(self, *, url: str, dest_dir: Path, label: str | None) -> Document | FetchResult:
         ok, why = self.policy.check_url(url)
         if not ok:
             raise _Refused("invalid_url" if why == "invalid_url" else f"blocked:{why}")
         current = httpx.URL(url)
         seen = {str(current.copy_with(fragment=None))}
         for _hop in range(self.config.max_hops + 1):
-            result = await self._get(url=url, current=current, dest_dir=dest_dir)
-            if isinstance(result, FetchResult):
+            result = await self._get(url=url, current=current, dest_dir=dest_dir, label=label)
+            if not isinstance(result, tuple):
                 return result
             code, location = result
             if not location:
@@ -212,25 +209,31 @@ class AudioFetcher:
             current = target
         raise _Refused("too_many_redirects", final_url=str(current))
 
-    async def _get(self, *, url: str, current: httpx.URL, dest_dir: Path) -> FetchResult | tuple[int, str | None]:
-        """One GET: a FetchResult (body stored or refused), or (redirect code, Location)."""
+    def _gate(self, host: str) -> HostGate:
+        cfg = self.config
+        return self._gates.setdefault(host, HostGate(per_host=max(1, cfg.per_host), min_interval_s=cfg.min_interval_s))
+
+    async def _get(self, *, url: str, current: httpx.URL, dest_dir: Path,
+                   label: str | None) -> Document | FetchResult | tuple[int, str | None]:
+        """One GET behind the host's gate: stored audio, a document, a refusal, or (redirect code, Location)."""
         assert self._client is not None, "use AudioFetcher as an async context manager"
-        gate = self._hosts.setdefault(current.host, asyncio.Semaphore(self.config.per_host))
+        gate = self._gate(current.host)
+        headers = {"Accept": _ACCEPT_PAGE if label else _ACCEPT_AUDIO}
         async with gate:
             try:
-                async with self._client.stream("GET", current) as response:
+                async with asyncio.timeout(self.config.timeout_s), self._client.stream(
+                    "GET", current, headers=headers
+                ) as response:
                     code = response.status_code
                     if code in REDIRECT_CODES:
                         return code, response.headers.get("location")
                     ctype = response.headers.get("content-type")
                     if not 200 <= code < 300:
+                        if code in _SLOW_DOWN_CODES:
+                            self._slow_down(gate=gate, retry_after=response.headers.get("retry-after"))
                         raise _Refused(f"http_{code}", http_code=code, final_url=str(current), content_type=ctype)
-                    media = _media_type(ctype)
-                    declared_audio = media.startswith("audio/") or media in _AUDIO_TYPES
-                    if not declared_audio and media not in _GENERIC_TYPES:
-                        raise _Refused(f"not_audio:{media}", http_code=code, final_url=str(current), content_type=ctype)
-                    return await self._store(url=url, response=response, media=media, declared_audio=declared_audio,
-                                             final=current, dest_dir=dest_dir)
+                    return await self._answer(url=url, response=response, final=current, dest_dir=dest_dir,
+                                              label=label)
             except (_Refused, TimeoutError):
                 raise
             except PolicyViolation as exc:
@@ -249,7 +252,48 @@ class AudioFetcher:
             except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
                 raise _Refused("invalid_url", final_url=str(current)) from exc
 
-    async def _store(self, *, url: str, response: httpx.Response, media: str, declared_audio: bool,
+    def _slow_down(self, *, gate: HostGate, retry_after: str | None) -> None:
+        """A 429/503 with Retry-After: no request to that host starts before then (capped)."""
+        delay = parse_retry_after(value=retry_after, cap_s=self.config.retry_after_cap_s)
+        if delay:
+            gate.penalise(delay_s=delay)
+
+    async def _answer(self, *, url: str, response: httpx.Response, final: httpx.URL, dest_dir: Path,
+                      label: str | None) -> Document | FetchResult:
+        """A 2xx answer: audio is stored; with a ``label``, a page/JSON body is read; anything else refused."""
+        ctype = response.headers.get("content-type")
+        media = media_type(ctype)
+        body = _Body(response.aiter_bytes())
+        store = dict(url=url, response=response, body=body, media=media, final=final, dest_dir=dest_dir)
+        if is_audio_type(media):
+            return await self._store(**store, declared_audio=True)
+        generic = media in GENERIC_TYPES  # undeclared: audio when its first bytes are a known container
+        if generic and (label is None or sniff_audio(await body.peek(64)) is not None):
+            return await self._store(**store, declared_audio=False)
+        if label is not None and (generic or media in DOCUMENT_TYPES):
+            return await self._document(url=url, response=response, body=body, final=final, label=label)
+        raise _Refused(f"not_audio:{media}", http_code=response.status_code, final_url=str(final), content_type=ctype)
+
+    async def _document(self, *, url: str, response: httpx.Response, body: _Body, final: httpx.URL,
+                        label: str) -> Document:
+        cap = self.config.page_max_bytes
+        ctype = response.headers.get("content-type")
+        too_large = _Refused(f"{label}_too_large", http_code=response.status_code, final_url=str(final),
+                             content_type=ctype)
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > cap:
+            raise too_large  # refused before reading the body
+        parts: list[bytes] = []
+        size = 0
+        async for chunk in body.chunks():
+            size += len(chunk)
+            if size > cap:
+                raise too_large
+            parts.append(chunk)
+        return Document(url=url, final_url=str(final), content_type=ctype, body=b"".join(parts),
+                        http_code=response.status_code)
+
+    async def _store(self, *, url: str, response: httpx.Response, body: _Body, media: str, declared_audio: bool,
                      final: httpx.URL, dest_dir: Path) -> FetchResult:
         """Stream the body (≤ max_bytes) into a temp file; rename it into place when it is audio."""
         cap = self.config.max_bytes
@@ -260,7 +304,7 @@ class AudioFetcher:
         written, truncated, head = 0, False, b""
         try:
             with os.fdopen(fd, "wb") as out:
-                async for chunk in response.aiter_bytes():
+                async for chunk in body.chunks():
                     room = cap - written
                     if len(chunk) > room:  # more body than allowed: keep the prefix, stop reading
                         chunk, truncated = chunk[:room], True
@@ -277,7 +321,7 @@ class AudioFetcher:
                 raise _Refused("empty_body", http_code=response.status_code, final_url=str(final), content_type=ctype)
             self._check_head(head=head, declared_audio=declared_audio,
                              code=response.status_code, final=final, ctype=ctype)
-            ext = sniff_audio(head) or _TYPE_EXT.get(media) or _url_ext(final) or ".audio"
+            ext = sniff_audio(head) or TYPE_EXT.get(media) or url_audio_ext(final) or ".audio"
             target = dest_dir / f"{download_stem(url)}{ext}"
             try:
                 os.replace(tmp, target)
@@ -292,16 +336,11 @@ class AudioFetcher:
 
     @staticmethod
     def _check_head(*, head: bytes, declared_audio: bool, code: int, final: httpx.URL, ctype: str | None) -> None:
-        """Refuse a body that starts like markup/JSON, or an undeclared type that is no known container."""
-        if _looks_like_text(head):
+        """Refuse a body that starts like markup/JSON/a playlist, or an undeclared type that is no known container."""
+        if looks_like_text(head):
             raise _Refused("not_audio:sniffed", http_code=code, final_url=str(final), content_type=ctype)
         if not declared_audio and sniff_audio(head) is None:
             raise _Refused("not_audio:sniffed", http_code=code, final_url=str(final), content_type=ctype)
-
-
-def _url_ext(url: httpx.URL) -> str | None:
-    suffix = Path(url.path).suffix.lower()
-    return suffix if suffix in AUDIO_EXTENSIONS else None
 
 
 def fetch_audio(
@@ -318,32 +357,3 @@ def fetch_audio(
             return await fetcher.fetch(url=url, dest_dir=dest_dir)
 
     return run_sync(go)
-
-
-def fetch_many(
-    *, urls: Sequence[str | None], dest_dir: Path, policy: NetworkPolicy, config: FetchConfig = FetchConfig(),
-    progress: bool = False, network_backend: httpcore.AsyncNetworkBackend | None = None,
-) -> list[FetchResult]:
-    """Download n URLs (≤ ``config.concurrency`` at once, ≤ ``config.per_host`` per host) → n results
-    in input order. A URL listed twice is fetched once. Never raises for one bad URL."""
-    unique = list(dict.fromkeys((u.strip() if isinstance(u, str) else u) for u in urls))
-
-    async def go() -> dict[str | None, FetchResult]:
-        out: dict[str | None, FetchResult] = {}
-        sem = asyncio.Semaphore(max(1, config.concurrency))
-        bar = tqdm(total=len(unique), desc="audio fetch", unit="url", disable=not progress)
-        async with AudioFetcher(policy=policy, config=config, network_backend=network_backend) as fetcher:
-
-            async def one(u: str | None) -> None:
-                async with sem:
-                    out[u] = await fetcher.fetch(url=u, dest_dir=dest_dir)
-                bar.update(1)
-
-            try:
-                await asyncio.gather(*(one(u) for u in unique))
-            finally:
-                bar.close()
-        return out
-
-    done = run_sync(go) if unique else {}
-    return [done[u.strip() if isinstance(u, str) else u] for u in urls]

@@ -14,6 +14,8 @@ REPO = Path(__file__).resolve().parents[2]
 EXPECTED_EDGES = [
     ("raw_tracks", "link_checks"),
     ("link_checks", "track_link_status"),
+    ("link_checks", "audio_fetch"),
+    ("audio_fetch", "audio_features"),
     ("raw_tracks", "track_link_status"),
     ("track_link_status", "music_tracks"),
     ("music_tracks", "text_embeddings"),
@@ -47,7 +49,7 @@ def test_definitions_lineage_and_checks() -> None:
         assert node.group_name and node.group_name != "default", f"{key.to_user_string()} has no group"
     checks = {c.name for c in graph.asset_check_keys}
     assert {"text_index_recall", "audio_index_recall", "mood_index_recall"} <= checks
-    assert defs.get_schedule_def("link_recheck_daily")
+    assert defs.get_schedule_def("link_recheck_daily") and defs.get_schedule_def("audio_fetch_hourly")
 
 
 def test_every_asset_and_check_reads_well_in_the_ui() -> None:
@@ -80,6 +82,7 @@ JOB_ASSETS = {
     "rebuild_indices": {"text_index", "audio_index", "mood_index", "published_store"},
     "evaluate": {"evaluation_report"},
     "recheck_links": {"link_checks", "track_link_status"},
+    "fetch_audio": {"audio_fetch"},
     "ingest_batch": {"crawl_batch"},
 }
 
@@ -89,10 +92,11 @@ def test_jobs_for_the_common_operations() -> None:
 
     everything = defs.resolve_job_def("materialize_everything")
     all_keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
-    # the partitioned assets run per partition (inbox sensor, link-check schedule), not in the everything run
+    # the partitioned assets run per partition (inbox sensor, link-check and fetch schedules), not in the everything run
     assert {k.to_user_string() for k in everything.asset_layer.selected_asset_keys} == all_keys - {
         "crawl_batch",
         "link_checks",
+        "audio_fetch",
     }
     for name, wanted in JOB_ASSETS.items():
         job = defs.resolve_job_def(name)
@@ -108,6 +112,7 @@ def test_jobs_for_the_common_operations() -> None:
     # the tag the production run queue limits on (dagster.prod.yaml)
     assert defs.resolve_job_def("rebuild_indices").tags["moodscape/resource"] == "cpu"
     assert defs.resolve_job_def("recheck_links").tags["moodscape/resource"] == "network"
+    assert defs.resolve_job_def("fetch_audio").tags["moodscape/resource"] == "network"
 
 
 def test_link_checks_are_sharded_and_scheduled_one_run_per_shard() -> None:
@@ -147,6 +152,31 @@ def test_link_checks_are_sharded_and_scheduled_one_run_per_shard() -> None:
     assert not {r.run_key for r in next_day} & {r.run_key for r in requests}  # a new day re-checks every shard
 
 
+def test_audio_fetch_shares_the_link_shards_and_is_scheduled_one_run_per_shard() -> None:
+    """audio_fetch is partitioned by the link-check shards (shard k reads link-check shard k); the hourly
+    schedule asks for one fetch_audio run per shard, keyed by hour and shard."""
+    from datetime import datetime, timezone
+
+    from dagster import AssetKey, build_schedule_context
+
+    from assets.definitions import defs
+    from assets.jobs import audio_fetch_schedule
+
+    shards = defs.resolve_asset_graph().get(AssetKey("link_checks")).partitions_def
+    assert defs.resolve_asset_graph().get(AssetKey("audio_fetch")).partitions_def == shards
+    assert defs.resolve_job_def("fetch_audio").partitions_def == shards
+    repo = defs.get_repository_def()
+    ticks = [
+        list(audio_fetch_schedule.evaluate_tick(
+            build_schedule_context(scheduled_execution_time=datetime(2026, 3, 4, h, 30, tzinfo=timezone.utc),
+                                   repository_def=repo)).run_requests)
+        for h in (5, 6)
+    ]
+    assert [r.partition_key for r in ticks[0]] == shards.get_partition_keys()
+    assert [r.run_key for r in ticks[0]] == [f"audio-2026-03-04T05-{k}" for k in shards.get_partition_keys()]
+    assert not {r.run_key for r in ticks[1]} & {r.run_key for r in ticks[0]}  # a new hour asks every shard again
+
+
 def test_automation_default_status_follows_env() -> None:
     """MOODSCAPE_AUTOMATION=on starts the schedule and the inbox sensor RUNNING; unset, both STOPPED.
 
@@ -155,12 +185,13 @@ def test_automation_default_status_follows_env() -> None:
     """
     probe = (
         "[defs.get_schedule_def('link_recheck_daily').default_status.value, "
+        "defs.get_schedule_def('audio_fetch_hourly').default_status.value, "
         "defs.get_sensor_def('inbox_sensor').default_status.value, "
         "defs.get_sensor_def('inbox_sensor').job_name, defs.get_sensor_def('inbox_sensor').minimum_interval_seconds]"
     )
     for value, expected in [("on", "RUNNING"), ("", "STOPPED")]:
         got = probe_definitions(probe, {**os.environ, "MOODSCAPE_AUTOMATION": value})
-        assert got == [expected, expected, "ingest_batch", 30]
+        assert got == [expected, expected, expected, "ingest_batch", 30]
 
 
 def test_makefile_ui_turns_automation_on_and_profile_selects_yaml(tmp_path) -> None:
@@ -210,9 +241,11 @@ def test_dagster_definitions_validate_cli(tmp_path) -> None:
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
 
 
-# The code location as it was before the asset modules were split by group: asset → (group,
-# partitioned); job → (selected assets, tags); schedules, sensors, checks. Lineage may only grow.
+# The code location's snapshot: asset → (group, partitioned); job → (selected assets, tags); schedules,
+# sensors, checks. Changed deliberately when the graph changes (audio_fetch: its own sharded job and
+# schedule; audio_features reads the fetch tables instead of downloading).
 ASSETS = {
+    "audio_fetch": ("audio", True),
     "audio_features": ("audio", False),
     "audio_features_imputed": ("audio", False),
     "audio_index": ("index", False),
@@ -245,16 +278,18 @@ JOBS = {
         NETWORK,
     ),
     "ingest_batch": ({"crawl_batch"}, {}),
-    "materialize_everything": (set(ASSETS) - {"crawl_batch", "link_checks"}, CPU),
+    "fetch_audio": ({"audio_fetch"}, NETWORK),
+    "materialize_everything": (set(ASSETS) - {"crawl_batch", "link_checks", "audio_fetch"}, CPU),
     "mood_models": ({"audio_mood_model", "query_mood_model"}, CPU),
     "rebuild_indices": ({"audio_index", "mood_index", "published_store", "text_index"}, CPU),
     "recheck_links": ({"link_checks", "track_link_status"}, NETWORK),
 }
 PARENTS = {
-    "audio_features": {"raw_tracks", "track_link_status"},
+    "audio_fetch": {"raw_tracks", "link_checks"},
+    "audio_features": {"raw_tracks", "audio_fetch"},
     "audio_features_imputed": {"audio_features", "imputed_metadata", "text_embeddings"},
     "audio_index": {"audio_features_imputed", "text_embeddings"},
-    "audio_mood_model": {"emopia_audio"},
+    "audio_mood_model": {"emopia_audio", "query_mood_model"},
     "evaluation_report": {"audio_mood_model", "published_store", "query_mood_model"},
     "imputed_metadata": {"music_tracks", "text_embeddings"},
     "link_checks": {"raw_tracks"},
@@ -306,10 +341,11 @@ def test_code_location_keeps_its_assets_jobs_schedules_and_sensors() -> None:
     }
     assert jobs == JOBS
     assert {j: repo.get_job(j).partitions_def is not None for j in JOBS} == {
-        j: j in {"ingest_batch", "recheck_links"} for j in JOBS
+        j: j in {"ingest_batch", "recheck_links", "fetch_audio"} for j in JOBS
     }
     assert {(s.name, s.job_name, s.cron_schedule) for s in repo.schedule_defs} == {
-        ("link_recheck_daily", "recheck_links", "0 3 * * *")
+        ("link_recheck_daily", "recheck_links", "0 3 * * *"),
+        ("audio_fetch_hourly", "fetch_audio", "30 * * * *"),
     }
     assert {(s.name, tuple(sorted(t.job_name for t in s.targets))) for s in repo.sensor_defs} == {
         ("inbox_sensor", ("ingest_batch",)),

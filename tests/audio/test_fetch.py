@@ -10,28 +10,21 @@ from collections.abc import Callable, Iterator
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 
-import polars as pl
 import pytest
 
 from pipelines.audio.extract import extract_many, warmup
 from pipelines.audio.features import FEATURE_COLUMNS, extract_features
-from pipelines.audio.fetch import (
-    FetchConfig,
-    existing_download,
-    fetch_audio,
-    fetch_many,
-    looks_like_audio_url,
-    sniff_audio,
-)
+from pipelines.audio.fetch import FetchConfig, fetch_audio
+from pipelines.audio.media import existing_download, sniff_audio, url_audio_ext
+from pipelines.audio.resolve import resolve_many
 from pipelines.net.policy import NetworkPolicy
-from pipelines.store import DATA_DIR
 from tests.audio.clips import MUSIC, SHORT
 from tests.helpers import LoopbackHandler
 from tests.net.loopback import RecordingBackend
 
 pytestmark = pytest.mark.skipif(not (SHORT.is_file() and MUSIC.is_file()), reason="bundled librosa clips missing")
 LOOPBACK = NetworkPolicy(allow_hosts=frozenset({"127.0.0.1"}))
-FAST = FetchConfig(connect_timeout_s=2.0, read_timeout_s=2.0, timeout_s=10.0)
+FAST = FetchConfig(connect_timeout_s=2.0, read_timeout_s=2.0, timeout_s=10.0, min_interval_s=0.0)
 
 Route = Callable[["_Handler"], None]
 
@@ -91,6 +84,7 @@ def site() -> Iterator[_Server]:
         "/lying.mp3": lambda h: h.reply(200, body=b"<!DOCTYPE html><html><body>login</body></html>",
                                         ctype="audio/mpeg"),
         "/zeros.bin": lambda h: h.reply(200, body=bytes(4096), ctype="application/octet-stream"),
+        "/playlist.m3u8": lambda h: h.reply(200, body=b"#EXTM3U\n#EXTINF:30,\nclip.ogg\n", ctype="audio/x-mpegurl"),
         "/moved": _redirect("/clip.ogg"),
         "/to-private": _redirect("http://10.0.0.1/clip.ogg"),
         "/to-metadata": _redirect("http://169.254.169.254/latest/meta-data/"),
@@ -117,20 +111,28 @@ def test_fetch_real_clip_and_extract_features(site: _Server, tmp_path: Path) -> 
     assert all(fetched[c] == pytest.approx(direct[c]) for c in FEATURE_COLUMNS)
 
 
-def test_redirect_octet_stream_and_fetch_many_never_raise(site: _Server, tmp_path: Path) -> None:
+def test_redirect_octet_stream_and_refusals_never_raise(site: _Server, tmp_path: Path) -> None:
     b = site.base
     urls = [f"{b}/moved", f"{b}/download", f"{b}/page", f"{b}/lying.mp3", f"{b}/zeros.bin", f"{b}/nope",
-            f"{b}/clip.ogg", "ftp://example.org/a.mp3", "not a url", None, f"{b}/clip.ogg"]
-    out = fetch_many(urls=urls, dest_dir=tmp_path, policy=LOOPBACK, config=FAST)
+            f"{b}/clip.ogg", f"{b}/playlist.m3u8", "ftp://example.org/a.mp3", "not a url", None]
+    out = [fetch_audio(url=u, dest_dir=tmp_path, policy=LOOPBACK) for u in urls]
     reasons = [r.reason for r in out]
     assert reasons == ["ok", "ok", "not_audio:text/html", "not_audio:sniffed", "not_audio:sniffed", "http_404",
-                       "ok", "blocked:scheme_not_allowed", "blocked:scheme_not_allowed", "no_url", "ok"]
+                       "ok", "not_audio:audio/x-mpegurl", "blocked:scheme_not_allowed",
+                       "blocked:scheme_not_allowed", "no_url"]
     assert out[0].final_url == f"{b}/clip.ogg" and out[0].path.read_bytes() == SHORT.read_bytes()
     assert out[1].path.suffix == ".ogg"  # octet-stream accepted because the bytes are an Ogg stream
     assert out[5].http_code == 404 and out[5].path is None
     assert all(r.path is None and r.bytes == 0 for r in out[2:6])
-    assert site.hits.count("/clip.ogg") == 2  # once via /moved, once directly (the duplicate shared it)
+    assert site.hits.count("/clip.ogg") == 2  # once via /moved, once directly
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # refused bodies left no temp files
+
+
+def test_a_link_listed_twice_is_resolved_once(site: _Server, tmp_path: Path) -> None:
+    url = f"{site.base}/clip.ogg"
+    got = resolve_many(urls=[url, f" {url} ", url], dest_dir=tmp_path, policy=LOOPBACK, config=FAST)
+    assert list(got) == [url] and got[url].reason == "ok" and got[url].resolver == "direct"
+    assert site.hits == ["/clip.ogg"]
 
 
 def test_oversized_body_is_cut_at_max_bytes_and_still_decodes(site: _Server, tmp_path: Path) -> None:
@@ -157,15 +159,14 @@ def test_without_allowing_loopback_nothing_is_requested(site: _Server, tmp_path:
 
 
 def test_offline_sends_nothing(site: _Server, tmp_path: Path) -> None:
-    out = fetch_many(urls=[f"{site.base}/clip.ogg"], dest_dir=tmp_path, policy=LOOPBACK,
-                     config=FetchConfig(offline=True))
-    assert [r.reason for r in out] == ["offline"] and site.hits == []
+    res = fetch_audio(url=f"{site.base}/clip.ogg", dest_dir=tmp_path, policy=LOOPBACK, offline=True)
+    assert res.reason == "offline" and site.hits == []
 
 
 def test_redirects_to_other_ranges_are_refused_by_classification(site: _Server, tmp_path: Path) -> None:
     backend = RecordingBackend()
-    out = fetch_many(urls=[f"{site.base}/to-private", f"{site.base}/to-metadata"], dest_dir=tmp_path,
-                     policy=LOOPBACK, config=FAST, network_backend=backend)
+    out = [fetch_audio(url=f"{site.base}/{p}", dest_dir=tmp_path, policy=LOOPBACK, network_backend=backend)
+           for p in ("to-private", "to-metadata")]
     assert [r.reason for r in out] == ["blocked:private", "blocked:metadata"]
     assert out[0].final_url == "http://10.0.0.1/clip.ogg" and out[0].http_code == 302
     assert {h for h, _ in backend.connects} == {"127.0.0.1"}  # never a socket to 10.0.0.1 / 169.254.169.254
@@ -198,50 +199,5 @@ def test_redirect_from_allowed_loopback_to_another_loopback_address_is_blocked(s
 
 
 def test_audio_url_and_container_sniffing() -> None:
-    assert looks_like_audio_url("https://x.org/a/B.MP3?sig=1") and not looks_like_audio_url("https://x.org/track/12")
+    assert url_audio_ext("https://x.org/a/B.MP3?sig=1") == ".mp3" and url_audio_ext("https://x.org/track/12") is None
     assert sniff_audio(SHORT.read_bytes()[:64]) == ".ogg" and sniff_audio(b"<html>") is None
-
-
-@pytest.mark.integration
-def test_audio_features_asset_fetches_live_links(
-    site: _Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """raw_tracks → link_checks (every shard) → track_link_status → audio_features: a VALID audio link and a MOVED
-    one are downloaded and decoded; an HTML page and a 404 are recorded with their reasons."""
-    from dagster import materialize
-
-    from assets.build import all_assets, materialize_all
-    from assets.resources import StoreResource
-    from assets.settings import MoodscapeSettings
-    from pipelines import schema as S
-    from pipelines.heal import democorpus
-    from pipelines.store import table_path
-
-    monkeypatch.setenv("MOODSCAPE_HOME", str(tmp_path / "home"))
-    rows = democorpus.musiccaps_rows(data_dir=DATA_DIR).head(4)
-    urls = [f"{site.base}/clip.ogg", f"{site.base}/moved", f"{site.base}/page", f"{site.base}/gone"]
-    rows.with_columns(pl.Series(S.PERMALINK_URL, urls)).write_csv(tmp_path / "crawl.csv")
-    wanted = {"raw_tracks", "link_checks", "track_link_status", "audio_features"}
-    selected = [a for a in all_assets if {k.to_user_string() for k in a.keys} & wanted]
-    settings = MoodscapeSettings(crawl=str(tmp_path / "crawl.csv"), link_allow_hosts="127.0.0.1", workers=1,
-                                 audio_fetch_budget=10)
-    runs = materialize_all(resources={"settings": settings}, select=wanted)
-    assert all(r.success for r in runs)
-    result = runs[-1]
-    raw = pl.read_parquet(table_path("raw_tracks"))
-    tid = dict(zip(raw[S.PERMALINK_URL].to_list(), raw[S.TRACK_ID].to_list()))
-    fetch = {r[S.TRACK_ID]: r[S.REASON] for r in pl.read_parquet(table_path("audio_fetch")).iter_rows(named=True)}
-    # /gone is a 404 (SUSPECT), never a fetch candidate; the page is VALID but not audio
-    assert fetch == {tid[urls[0]]: "ok", tid[urls[1]]: "ok", tid[urls[2]]: "not_audio:text/html"}
-    feats = pl.read_parquet(table_path("audio_features"))
-    assert sorted(feats[S.TRACK_ID].to_list()) == sorted([tid[urls[0]], tid[urls[1]]])
-    assert feats["audio_origin"].to_list() == ["fetched", "fetched"] and feats[S.AUDIO_ERROR].null_count() == 2
-    meta = result.asset_materializations_for_node("audio_features")[0].metadata
-    assert (meta["fetched"].value, meta["fetch_failed"].value, meta["fetch_candidates"].value) == (2, 1, 3)
-    # second run: downloads reused (no new GET of the audio), the HTML page not asked again
-    hits_before = list(site.hits)
-    again = materialize([a for a in selected if "audio_features" in {k.to_user_string() for k in a.keys}],
-                        resources={"settings": settings, "store": StoreResource()})
-    assert again.success and site.hits == hits_before
-    meta2 = again.asset_materializations_for_node("audio_features")[0].metadata
-    assert (meta2["fetch_reused"].value, meta2["fetched"].value, meta2["cache_hits"].value) == (2, 0, 2)

@@ -10,6 +10,7 @@ import pytest
 
 from bench import audio as audiobench
 from moodscape.cli import main
+from pipelines.audio.backbone import BACKBONE_VERSION
 
 REPO_AUDIO = Path(__file__).resolve().parents[2] / "data" / "audio"
 SHARED_AUDIO = Path("/work/shared/data/open/audio")
@@ -49,6 +50,12 @@ def test_bench_cli_writes_report_and_names_failed_clips(tmp_path: Path, capsys) 
     assert report["speedup"] == pytest.approx(report["naive_s_per_clip"] / report["project_s_per_clip"], rel=0.01)
     assert set(report["naive_stage_s_per_clip"]) == {n for n, _ in audiobench.NAIVE_STAGES}
     assert report["audio_s_per_clip"] == pytest.approx(8.0, abs=0.1)
+    parts = report["load_s_per_clip"] + report["project_features_s_per_clip"] + report["backbone_s_per_clip"]
+    assert report["backbone_s_per_clip"] > 0 and report["allin_s_per_clip"] == pytest.approx(parts, abs=5e-4)
+    assert report["allin_s_per_clip"] == pytest.approx(
+        report["project_s_per_clip"] + report["backbone_s_per_clip"], abs=5e-4)
+    assert report["backbone"] == BACKBONE_VERSION
+    assert report["goal"]["met"] == (report["goal"]["allin_met"] and report["goal"]["speedup_met"])
 
 
 def test_bench_cli_without_audio_exits_2(tmp_path: Path) -> None:
