@@ -37,6 +37,16 @@ DEFINITIONS = """\
 - **baseline_sbert** — MiniLM embedding of the query, exact inner-product search over the tracks'
   text embeddings, top 50, nothing else (`mode: "baseline"`).
 - **latency_ms** — p50/p95/p99 wall time of one `recommend` call, in-process.
+- **sounds_like** — audio only: for each track with extracted (not imputed) audio and a genre in
+  CORPUS, its 10 nearest other tracks among the tracks with extracted audio (leave-one-out);
+  precision@10 = share of them in the track's (first) genre, averaged over tracks, also per genre.
+  Genres only score; no similarity uses them. `handcrafted` = the librosa vector standardised over
+  these tracks, cosine; `handcrafted_timbre` = its MFCC, chroma and spectral-contrast columns alone;
+  `msd_embedding` / `mtt_embedding` = the backbone's embeddings, cosine; `backbone` = both,
+  each L2-normalised, concatenated; `backbone+handcrafted` = those plus the standardised librosa
+  block; `served` = the service's audio retrieval for one seed (the audio leg of "more like this":
+  the seed's vector searched in the published audio index, here among these tracks only).
+  `chance` = expected precision of neighbours drawn at random.
 - `—` marks an undefined number (`null` in report.json), e.g. a correlation with a constant input.
 """
 
@@ -126,6 +136,29 @@ def plot_precision_distribution(*, per_query_precision: Mapping[str, Sequence[fl
     return path
 
 
+def _sounds_like_md(section: Mapping[str, Any] | None) -> str:
+    head = "\n## Sounds like (audio only: same-genre precision of the nearest tracks)\n\n"
+    if not section:
+        return head + "_Not computed: CORPUS has no genre._\n"
+    if "skipped" in section:
+        return head + f"_Not computed: {section['skipped']}._\n"
+    k, methods = section["k"], section["methods"]
+    key = f"precision@{k}"
+    genres = list(section.get("genres", []))
+    rows = [
+        [name, m.get("dims"), m.get(key), m.get("n"),
+         *[(m.get("by_genre", {}).get(g) or {}).get(key) for g in genres]]
+        for name, m in methods.items()
+    ]
+    rows.append(["chance", None, section.get("chance"), section.get("n_with_genre"), *[None] * len(genres)])
+    text = (f"{section['n_tracks']} tracks with extracted audio, {section['n_with_genre']} with a genre; "
+            f"k = {k}.\n\n")
+    text += _table(["method", "dims", key, "n", *genres], rows)
+    counts = {g: max((m.get("by_genre", {}).get(g) or {}).get("n", 0) for m in methods.values()) for g in genres}
+    text += "\nTracks per genre: " + ", ".join(f"{g} {n}" for g, n in counts.items()) + ".\n"
+    return head + text
+
+
 def render_markdown(
     *, report: Mapping[str, Any], scatter_png: str | None, precision_png: str | None
 ) -> str:
@@ -177,6 +210,8 @@ def render_markdown(
             out.append(f"\n![per-query precision@10]({precision_png})\n")
     else:
         out.append("_Not computed: ranking needs both LABELS and QUERIES._\n")
+
+    out.append(_sounds_like_md(report.get("sounds_like")))
 
     out.append("\n## Definitions\n\n")
     out.append(DEFINITIONS)

@@ -1,6 +1,6 @@
 """One evaluation run: build a store from CORPUS alone (the builder is injected), then measure its
-moods against LABELS and QUERIES and its rankings (full vs the SBERT baseline); writes
-``report.json`` (NaN → null) and ``report.md``.
+moods against LABELS and QUERIES, its rankings (full vs the SBERT baseline) and, where CORPUS has
+genres, its audio-only "sounds like"; writes ``report.json`` (NaN → null) and ``report.md``.
 """
 
 import math
@@ -58,6 +58,23 @@ class StoreHandle(Protocol):
         """Artist of each of ``track_ids`` (None where unknown), in the same order."""
         ...
 
+
+@runtime_checkable
+class AudioStoreHandle(Protocol):
+    """What the "sounds like" section needs from the store (optional: skipped without it)."""
+
+    def extracted_audio(self) -> pl.DataFrame:
+        """One row per track whose audio was extracted (not imputed): ``track_id``, the librosa
+        feature columns and any backbone embedding list columns."""
+        ...
+
+    def audio_neighbours(self, *, track_ids: Sequence[str], k: int) -> dict[str, list[str]]:
+        """Each track's k nearest others among ``track_ids`` by the service's audio retrieval."""
+        ...
+
+    def audio_dims(self) -> int | None:
+        """Size of the served audio vectors (None without an audio index)."""
+        ...
 
 
 def _json_ready(obj: Any) -> Any:
@@ -167,6 +184,23 @@ def _scored_track_moods(
     return pred, lab, src
 
 
+def _sounds_like(handle: StoreHandle, corpus: pl.DataFrame) -> dict[str, Any] | None:
+    """The "sounds like" section; None when CORPUS names no genre (the section is then absent)."""
+    from pipelines.measure.similarity import primary_genres, sounds_like  # librosa only when needed
+
+    genres = primary_genres(corpus)
+    if not genres:
+        return None
+    if not isinstance(handle, AudioStoreHandle):
+        return {"skipped": "the evaluated store gives no access to its audio features"}
+    features = handle.extracted_audio()
+    features = features.filter(pl.col(S.TRACK_ID).is_in(corpus[S.TRACK_ID].implode()))
+    return sounds_like(
+        genres=genres, features=features, served_dims=handle.audio_dims(),
+        served=lambda ids, k: handle.audio_neighbours(track_ids=ids, k=k),
+    )
+
+
 def run_evaluation(
     *,
     corpus_path: Path,
@@ -182,7 +216,8 @@ def run_evaluation(
     ``build_store(corpus_df, workdir)`` gets the corpus only (never the labels) and a scratch
     folder (a fresh temp folder, removed afterwards, unless ``workdir`` is given). Sections of the
     report are present when their inputs are: ``query_mood`` needs QUERIES, ``track_mood`` needs
-    LABELS, ``ranking``/``latency_ms`` need both. Writes ``out_dir/report.json`` (NaN → null) and
+    LABELS, ``ranking``/``latency_ms`` need both, ``sounds_like`` needs genres in CORPUS (it holds
+    ``skipped`` when they or the store's audio do not allow it). Writes ``out_dir/report.json`` (NaN → null) and
     ``out_dir/report.md`` (with plots) and returns the JSON-ready report dict.
     """
     from pipelines.measure.report import write_report_md  # matplotlib only when a report is written
@@ -245,6 +280,11 @@ def run_evaluation(
                 per_query_precision[section] = [r["precision@10"] for r in run.per_query]
             report["ranking"] = ranking
             report["latency_ms"] = latency
+
+        similar = _sounds_like(handle, corpus)
+        if similar is not None:
+            _say(f"sounds like: {similar.get('n_tracks', 0)} tracks with extracted audio", progress)
+            report["sounds_like"] = similar
     finally:
         if tmp_ctx is not None:
             shutil.rmtree(tmp_ctx, ignore_errors=True)
