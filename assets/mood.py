@@ -1,6 +1,7 @@
 """Mood models and every track's place in valence–arousal space."""
 
 import joblib
+import numpy as np
 import polars as pl
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
@@ -10,8 +11,10 @@ from assets.settings import MoodscapeSettings
 from pipelines import schema as S
 from pipelines.audio.acquire import extractor, feature_cache_name
 from pipelines.audio.cache import extract_with_cache
+from pipelines.audio.features import FEATURE_COLUMNS
 from pipelines.mood import labels as moodlabels
-from pipelines.mood.audio_mood import fit_store_audio_mood_model
+from pipelines.mood.audio_model import fit_audio_mood_model
+from pipelines.mood.audio_mood import fit_store_audio_mood_model, reference_clips
 from pipelines.mood.backbone_features import TagPriorTable
 from pipelines.mood.lexicon import MoodLexicon
 from pipelines.mood.priors import tag_priors
@@ -49,24 +52,26 @@ def query_mood_model(
 def audio_mood_model(
     context: AssetExecutionContext, settings: MoodscapeSettings, store: StoreResource
 ) -> MaterializeResult:
-    """Audio → (valence, arousal, confidence), trained on real labelled audio.
+    """Audio → (valence, arousal, confidence): a classifier trained on labelled audio, mixed with the
+    audio backbone's music knowledge by a domain gate (``pipelines.mood.audio_mood``).
 
-    Candidate inputs: the librosa vector, the audio backbone's mood features (tag logits + the
-    tags' co-occurrence prior mood, ``pipelines.mood.backbone_features``) or both; the set with the
-    best cross-validated AUC on the train rows is kept (a librosa-only model is kept for imputed
-    audio). EMOPIA train clips (quadrant → valence/arousal signs) and the immich mood folders (targets from
-    the Glasgow norms of the folder's mood word). The candidate per axis is chosen by song-grouped
-    cross-validation on the train rows, its probabilities calibrated (sigmoid or isotonic, by CV
-    log-loss); the song-disjoint EMOPIA val split is scored once afterwards, against the uncalibrated
-    classifier and the hand-weighted baseline formula, and influences nothing.
+    The classifier: librosa vector → per-axis sign, trained on EMOPIA train clips (quadrant →
+    valence/arousal signs) and the immich mood folders (targets from the Glasgow norms of the
+    folder's mood word); the candidate per axis is chosen by song-grouped cross-validation on the
+    train rows, its probabilities calibrated (sigmoid or isotonic, by CV log-loss). The backbone part:
+    tag probabilities × co-occurrence tag priors (MTG-Jamendo, MusicCaps; mood words read by the
+    query-mood model), scaled on the diverse reference clips (immich, librosa examples); the gate tells
+    EMOPIA train clips from those reference clips. The song-disjoint EMOPIA val split is scored once
+    afterwards and influences nothing.
     """
     rendered = store.load("emopia_audio").filter(pl.col("render_error").is_null())
     emopia_items = list(zip(rendered.get_column("clip_id").to_list(), rendered.get_column("audio_path").to_list()))
     immich = moodlabels.immich_labels(data_dir=DATA_DIR, lexicon=MoodLexicon.from_files(data_dir=DATA_DIR))
     immich_items = list(zip(immich.get_column(S.TRACK_ID).to_list(), immich.get_column("path").to_list()))
+    reference_items = reference_clips(data_dir=DATA_DIR)
     # Same content-keyed cache as `audio_features`: the demo corpus's clips are decoded once.
     feats, stats = extract_with_cache(
-        items=emopia_items + immich_items,
+        items=emopia_items + immich_items + reference_items,
         cache_path=store.layout().table(feature_cache_name(0.0)),
         extract=extractor(workers=settings.workers, progress=settings.progress),
     )
@@ -83,22 +88,29 @@ def audio_mood_model(
     )
     # Fit on the train split only: EMOPIA val stays unseen by selection, calibration and fitting,
     # so the val numbers here and `moodscape evaluate` on the val clips measure generalisation.
+    trained, metrics = fit_audio_mood_model(
+        features=feats, labels=labels, feature_columns=list(FEATURE_COLUMNS), refit_on_all=False
+    )
     priors = tag_priors(
         lexicon=MoodLexicon.from_files(data_dir=DATA_DIR),
         data_dir=DATA_DIR,
         text_model=QueryMoodModel.load(store.layout().model("query_mood")),
     )
-    model, by_set = fit_store_audio_mood_model(
-        audio=feats, labels=labels, priors=TagPriorTable.from_priors(priors), refit_on_all=False
+    train_ids = labels.filter(pl.col(moodlabels.SPLIT) == "train").get_column(S.TRACK_ID).to_list()
+    model, gate_metrics = fit_store_audio_mood_model(
+        trained=trained,
+        training_audio=feats.filter(pl.col(S.TRACK_ID).is_in([t for t, _ in emopia_items]))
+        .filter(pl.col(S.TRACK_ID).is_in(train_ids)),
+        reference_audio=feats.filter(pl.col(S.TRACK_ID).is_in([t for t, _ in immich_items + reference_items])),
+        priors=TagPriorTable.from_priors(priors),
     )
     with atomic_path(store.layout().model("audio_mood"), ".joblib") as tmp:
         joblib.dump(model, tmp)
-    metrics = by_set[model.chosen]
     flat = {k: v for k, v in metrics.items() if isinstance(v, (int, float, str))}
-    meta: dict = {**flat, **stats}
-    meta["chosen_feature_set"] = model.chosen
-    meta["cv_auc_by_feature_set"] = MetadataValue.json({k: round(v, 4) for k, v in by_set["cv_by_feature_set"].items()})
+    meta: dict = {**flat, **stats, **{k: v for k, v in gate_metrics.items() if not isinstance(v, list)}}
+    meta["prior_scale"] = MetadataValue.json(gate_metrics["prior_scale"])
     meta["tag_prior_items"] = MetadataValue.json(priors.items)
+    meta |= _val_of_model(model, feats, labels)
     for axis, c in metrics["chosen"].items():
         meta[f"chosen_{axis}"] = f"{c['kind']} {c['param']:g} (CV acc {c['cv_acc']:.3f})"
         meta[f"calibration_{axis}"] = metrics["calibration"][axis]["method"]
@@ -111,6 +123,21 @@ def audio_mood_model(
         meta["val_reliability"] = png_md(_reliability_plot(metrics["val"]["reliability"]))
     meta["metrics"] = MetadataValue.json(metrics)
     return MaterializeResult(metadata=meta)
+
+
+def _val_of_model(model, feats: pl.DataFrame, labels: pl.DataFrame) -> dict:
+    """EMOPIA val sign and quadrant accuracy of the whole model (gate included) and its mean gate."""
+    val = feats.join(labels.filter(pl.col(moodlabels.SPLIT) == "val"), on=S.TRACK_ID, how="inner")
+    if val.height == 0:
+        return {}
+    pred = model.predict(val)
+    yv, ya = val.get_column(moodlabels.VALENCE_SIGN).to_numpy(), val.get_column(moodlabels.AROUSAL_SIGN).to_numpy()
+    ok_v, ok_a = np.sign(pred[:, 0]) == yv, np.sign(pred[:, 1]) == ya
+    return {
+        "val_model_valence_sign_acc": round(float(ok_v.mean()), 4),
+        "val_model_arousal_sign_acc": round(float(ok_a.mean()), 4),
+        "val_model_quadrant_acc": round(float((ok_v & ok_a).mean()), 4),
+    }
 
 
 def _cv_table_md(metrics: dict) -> str:

@@ -4,9 +4,10 @@ import numpy as np
 import polars as pl
 import pytest
 
-from pipelines.audio.backbone import MSD_TAGS, MTT_TAGS
+from pipelines.audio.backbone import EMBED_DIM, MSD_TAGS, MTT_TAGS
 from pipelines.audio.features import FEATURE_COLUMNS
-from pipelines.mood.audio_mood import LIBROSA, fit_store_audio_mood_model
+from pipelines.mood.audio_model import fit_audio_mood_model
+from pipelines.mood.audio_mood import fit_store_audio_mood_model
 from pipelines.mood.backbone_features import BACKBONE_FEATURES, TagPriorTable, backbone_features, has_backbone
 from pipelines.mood.priors import TagPrior, TagPriors
 from pipelines.schema import TRACK_ID
@@ -55,19 +56,37 @@ def test_backbone_features_shape_and_zero_shot() -> None:
     assert np.corrcoef(prior_v, v[1:])[0, 1] > 0.8  # happy/sad probabilities move the zero-shot valence
 
 
-def test_fit_chooses_backbone_and_scores_imputed_rows_with_librosa() -> None:
-    frame, v, a = _audio(160, 1)
-    labels = pl.DataFrame({TRACK_ID: frame[TRACK_ID], "valence_sign": v, "arousal_sign": a,
-                           "split": ["train"] * 120 + ["val"] * 40})
-    model, metrics = fit_store_audio_mood_model(
-        audio=frame, labels=labels, priors=_priors(), candidates=(("logreg", 1.0),), calibration_methods=("sigmoid",)
+def _with_embeddings(frame: pl.DataFrame, centre: float, seed: int) -> pl.DataFrame:
+    rng = np.random.default_rng(seed)
+    emb = (centre + rng.normal(size=(frame.height, 2 * EMBED_DIM))).astype(np.float32)
+    return frame.with_columns(
+        pl.Series("msd_embedding", emb[:, :EMBED_DIM].tolist(), dtype=pl.List(pl.Float32)),
+        pl.Series("mtt_embedding", emb[:, EMBED_DIM:].tolist(), dtype=pl.List(pl.Float32)),
     )
-    assert model.chosen != LIBROSA
-    assert metrics["cv_by_feature_set"][model.chosen] > metrics["cv_by_feature_set"][LIBROSA] + 0.2
-    test, tv, ta = _audio(60, 2)
-    pred = model.predict(test)
-    assert pred.shape == (60, 3)
-    assert np.mean(np.sign(pred[:, 0]) == tv) > 0.9 and np.mean(np.sign(pred[:, 1]) == ta) > 0.9
-    imputed = test.with_columns(pl.lit(None, dtype=pl.List(pl.Float32)).alias("msd_tags"))
-    want = model.librosa_model.predict(imputed)
-    assert model.predict(imputed) == pytest.approx(want)
+
+
+def test_gate_trusts_the_trained_model_in_domain_and_the_prior_outside() -> None:
+    """Training-like recordings get the trained model; others the backbone prior (valence) and a
+    half-half arousal; rows without backbone outputs always get the trained model."""
+    train, v, a = _audio(120, 1)
+    train = train.with_columns(pl.Series("tempo", v * 3.0), pl.Series("rms_mean", a * 3.0))  # librosa carries mood
+    labels = pl.DataFrame({TRACK_ID: train[TRACK_ID], "valence_sign": v, "arousal_sign": a})
+    trained, _ = fit_audio_mood_model(features=train, labels=labels, feature_columns=FEATURE_COLUMNS,
+                                      candidates=(("logreg", 1.0),), calibration_methods=("sigmoid",))
+    inside = _with_embeddings(train, 2.0, 3)
+    reference = _with_embeddings(_audio(40, 4)[0], -2.0, 5)
+    model, metrics = fit_store_audio_mood_model(
+        trained=trained, training_audio=inside, reference_audio=reference, priors=_priors()
+    )
+    assert metrics["gate_train_inside_mean"] > 0.9 and metrics["gate_train_outside_mean"] < 0.1
+    test, tv, ta = _audio(60, 6)
+    test = test.with_columns(pl.Series("tempo", -tv * 3.0))  # librosa says the opposite valence
+    like_training, unlike = _with_embeddings(test, 2.0, 7), _with_embeddings(test, -2.0, 8)
+    t = trained.predict(test)
+    assert model.predict(like_training)[:, 0] == pytest.approx(t[:, 0], abs=0.1)
+    out = model.predict(unlike)
+    parts = model.parts(unlike)
+    assert np.mean(np.sign(out[:, 0]) == tv) > 0.9  # the tags' prior, not the (wrong) librosa valence
+    assert out[:, 1] == pytest.approx(0.5 * (t[:, 1] + parts["prior"][:, 1]), abs=0.1)
+    no_backbone = unlike.with_columns(pl.lit(None, dtype=pl.List(pl.Float32)).alias("msd_tags"))
+    assert model.predict(no_backbone) == pytest.approx(t)
