@@ -3,8 +3,7 @@
 The backbone (``pipelines.audio.backbone``) gives every recording 50 MSD and 50 MagnaTagATune tag
 probabilities. Each tag's mood prior (:mod:`pipelines.mood.priors`: the mean mood of shipped
 tagged items that carry the tag) turns them into a zero-shot (valence, arousal): the deviation of
-each tag's prior from the corpus mean, averaged with weight ``p(tag) × confidence(prior)``. The
-audio-mood model takes the tag logits and the zero-shot mood as features.
+each tag's prior from the corpus mean, averaged with weight ``p(tag) × confidence(prior)``.
 """
 
 from dataclasses import dataclass
@@ -13,20 +12,12 @@ import numpy as np
 import polars as pl
 
 from pipelines.audio.backbone import MSD_TAGS, MTT_TAGS
-from pipelines.mood.priors import TagPriors, normalise
+from pipelines.mood.priors import TagPriors
 from pipelines.schema import TRACK_ID
 
 MSD, MTT = "msd_tags", "mtt_tags"
 PRIOR_VALENCE, PRIOR_AROUSAL = "bb_prior_valence", "bb_prior_arousal"
-_EPS = 1e-4
-
-
-def _column(prefix: str, tag: str) -> str:
-    return f"bb_{prefix}_{normalise(tag)}"
-
-
-TAG_COLUMNS: tuple[str, ...] = tuple(_column("msd", t) for t in MSD_TAGS) + tuple(_column("mtt", t) for t in MTT_TAGS)
-BACKBONE_FEATURES: tuple[str, ...] = (*TAG_COLUMNS, PRIOR_VALENCE, PRIOR_AROUSAL)
+BACKBONE_FEATURES: tuple[str, ...] = (PRIOR_VALENCE, PRIOR_AROUSAL)
 
 
 @dataclass(frozen=True)
@@ -73,21 +64,14 @@ def has_backbone(frame: pl.DataFrame) -> np.ndarray:
 
 
 def backbone_features(frame: pl.DataFrame, table: TagPriorTable) -> pl.DataFrame:
-    """``frame`` (track_id + ``msd_tags``/``mtt_tags`` list columns) → track_id + ``BACKBONE_FEATURES``.
-
-    Tag columns hold logits of the probabilities (clipped to [1e-4, 1 − 1e-4]); every column is
-    NaN where the backbone outputs are missing.
-    """
+    """``frame`` (track_id + ``msd_tags``/``mtt_tags`` list columns) → track_id + ``BACKBONE_FEATURES``
+    (the zero-shot mood deviation; NaN where the backbone outputs are missing)."""
     if MSD not in frame.columns or MTT not in frame.columns:
         probs = np.full((frame.height, len(MSD_TAGS) + len(MTT_TAGS)), np.nan)
     else:
         probs = np.hstack([_stack(frame, MSD, len(MSD_TAGS)), _stack(frame, MTT, len(MTT_TAGS))])
-    probs[~np.isfinite(probs).all(axis=1)] = np.nan  # one tagger missing: the row has no backbone features
-    p = np.clip(probs, _EPS, 1 - _EPS)
-    logits = np.log(p / (1 - p))
     prior = table.zero_shot(np.nan_to_num(probs))
     prior[~np.isfinite(probs).all(axis=1)] = np.nan
     data = {TRACK_ID: frame.get_column(TRACK_ID)}
-    data |= {c: logits[:, i] for i, c in enumerate(TAG_COLUMNS)}
     data |= {PRIOR_VALENCE: prior[:, 0], PRIOR_AROUSAL: prior[:, 1]}
     return pl.DataFrame(data)
