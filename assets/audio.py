@@ -18,8 +18,9 @@ from pipelines.audio.features import FEATURE_COLUMNS
 def audio_features(
     context: AssetExecutionContext, settings: MoodscapeSettings, store: StoreResource
 ) -> MaterializeResult:
-    """librosa features (one STFT shared by every spectral feature), 30 s from ``audio_offset_s``
-    (``MOODSCAPE_AUDIO_OFFSET_S``), for every track with audio.
+    """librosa features (one STFT shared by every spectral feature) and the musicnn backbone's tag
+    probabilities and embeddings (``pipelines.audio.backbone``), from one decode of 30 s from
+    ``audio_offset_s`` (``MOODSCAPE_AUDIO_OFFSET_S``), for every track with audio.
 
     Audio comes from ``audio_path`` or, for the other tracks, from the download the ``audio_fetch``
     shards recorded (this asset sends no request). A track with neither keeps its fetch reason in
