@@ -1,4 +1,4 @@
-"""The store's audio-mood model: feature sets chosen by CV, backbone rows vs imputed rows."""
+"""The store's audio-mood model: the backbone's zero-shot prior, the domain gate, imputed rows."""
 
 import numpy as np
 import polars as pl
