@@ -30,6 +30,10 @@ def _headline(report: dict) -> dict:
             out[f"ranking.{mode}.{k}"] = v
     for mode, lat in (report.get("latency_ms") or {}).items():
         out[f"latency_ms.{mode}.p50"] = lat.get("p50")
+    similar = report.get("sounds_like") or {}
+    key = f"precision@{similar.get('k', 10)}"
+    for method, res in (similar.get("methods") or {}).items():
+        out[f"sounds_like.{method}.{key}"] = res.get(key)
     return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in out.items() if v is not None}
 
 
