@@ -107,7 +107,7 @@ def audio_mood_model(
     with atomic_path(store.layout().model("audio_mood"), ".joblib") as tmp:
         joblib.dump(model, tmp)
     flat = {k: v for k, v in metrics.items() if isinstance(v, (int, float, str))}
-    meta: dict = {**flat, **stats, **{k: v for k, v in gate_metrics.items() if not isinstance(v, list)}}
+    meta: dict = {**flat, **stats, **{k: v for k, v in gate_metrics.items() if isinstance(v, (int, float))}}
     meta["prior_scale"] = MetadataValue.json(gate_metrics["prior_scale"])
     meta["tag_prior_items"] = MetadataValue.json(priors.items)
     meta |= _val_of_model(model, feats, labels)
@@ -126,7 +126,7 @@ def audio_mood_model(
 
 
 def _val_of_model(model, feats: pl.DataFrame, labels: pl.DataFrame) -> dict:
-    """EMOPIA val sign and quadrant accuracy of the whole model (gate included) and its mean gate."""
+    """EMOPIA val sign and quadrant accuracy of the whole model (gate included)."""
     val = feats.join(labels.filter(pl.col(moodlabels.SPLIT) == "val"), on=S.TRACK_ID, how="inner")
     if val.height == 0:
         return {}

@@ -83,7 +83,7 @@ class StoreAudioMoodModel:
     trained: AudioMoodModel
     priors: TagPriorTable
     prior_scale: np.ndarray  # (2,) multiplies the prior deviations (valence, arousal)
-    gate: DomainGate
+    gate: DomainGate | None  # None: too little audio to tell the domains apart; the trained model everywhere
     info: dict[str, Any] = field(default_factory=dict)
 
     def parts(self, audio: pl.DataFrame) -> dict[str, np.ndarray]:
@@ -93,7 +93,7 @@ class StoreAudioMoodModel:
         return {
             "trained": self.trained.predict(audio),
             "prior": np.clip(prior, -1.0, 1.0),
-            "gate": self.gate(embeddings_of(audio)),
+            "gate": np.ones(audio.height) if self.gate is None else self.gate(embeddings_of(audio)),
         }
 
     def predict(self, audio: pl.DataFrame) -> np.ndarray:
@@ -121,10 +121,14 @@ def fit_store_audio_mood_model(
     """Assemble the model: ``trained`` as fitted; the gate on the backbone embeddings of
     ``training_audio`` (the trained model's train clips) vs ``reference_audio`` (diverse shipped
     clips); the prior scale from the reference clips' prior spread. Both frames: track_id + backbone
-    columns. Returns (model, metrics: gate and scale facts)."""
+    columns. Fewer than two clips with backbone outputs on either side: no gate (the trained model
+    everywhere). Returns (model, metrics: gate and scale facts)."""
     inside, outside = embeddings_of(training_audio), embeddings_of(reference_audio)
     inside, outside = inside[np.isfinite(inside).all(1)], outside[np.isfinite(outside).all(1)]
-    gate = DomainGate.fit(inside=inside, outside=outside)
+    try:
+        gate = DomainGate.fit(inside=inside, outside=outside)
+    except InvalidInputError:
+        gate = None
     ref = backbone_features(reference_audio, priors).select(PRIOR_VALENCE, PRIOR_AROUSAL).to_numpy()
     ref = ref[np.isfinite(ref).all(1)]
     sd = ref.std(axis=0) if len(ref) >= 2 else np.ones(2)
@@ -133,8 +137,8 @@ def fit_store_audio_mood_model(
     metrics = {
         "gate_inside": len(inside),
         "gate_outside": len(outside),
-        "gate_train_inside_mean": round(float(gate(inside).mean()), 4),
-        "gate_train_outside_mean": round(float(gate(outside).mean()), 4),
+        "gate_train_inside_mean": round(float(gate(inside).mean()), 4) if gate else None,
+        "gate_train_outside_mean": round(float(gate(outside).mean()), 4) if gate else None,
         "prior_scale": [round(float(s), 3) for s in scale],
     }
     model.info = {**trained.info, **metrics}

@@ -90,3 +90,18 @@ def test_gate_trusts_the_trained_model_in_domain_and_the_prior_outside() -> None
     assert out[:, 1] == pytest.approx(0.5 * (t[:, 1] + parts["prior"][:, 1]), abs=0.1)
     no_backbone = unlike.with_columns(pl.lit(None, dtype=pl.List(pl.Float32)).alias("msd_tags"))
     assert model.predict(no_backbone) == pytest.approx(t)
+
+
+def test_without_enough_training_audio_the_trained_model_is_used_everywhere() -> None:
+    train, v, a = _audio(40, 9)
+    labels = pl.DataFrame({TRACK_ID: train[TRACK_ID], "valence_sign": v, "arousal_sign": a})
+    trained, _ = fit_audio_mood_model(features=train, labels=labels, feature_columns=FEATURE_COLUMNS,
+                                      candidates=(("logreg", 1.0),), calibration_methods=("sigmoid",))
+    model, metrics = fit_store_audio_mood_model(
+        trained=trained, training_audio=_with_embeddings(train, 2.0, 1).head(1),
+        reference_audio=_with_embeddings(train, -2.0, 2), priors=_priors(),
+    )
+    assert model.gate is None and metrics["gate_train_inside_mean"] is None
+    test = _with_embeddings(_audio(10, 3)[0], -2.0, 4)
+    pred, t = model.predict(test), trained.predict(test)
+    assert pred[:, :2] == pytest.approx(t[:, :2])
