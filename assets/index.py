@@ -14,6 +14,7 @@ from dagster import (
 
 from assets.resources import StoreResource
 from pipelines import schema as S
+from pipelines.audio.complete import EXTRACTED
 from pipelines.audio.features import FEATURE_COLUMNS
 from pipelines.audio.space import BACKBONE_EMBEDDINGS, fit_audio_space, stack_embeddings
 from pipelines.index.build import (
@@ -99,7 +100,7 @@ def audio_index(context: AssetExecutionContext, store: StoreResource) -> Materia
     row_of = {t: i for i, t in enumerate(table.get_column(S.TRACK_ID).to_list())}
     feats = store.load("audio_features_imputed").filter(pl.col(S.AUDIO_SOURCE) != "none")
     feats = feats.filter(pl.col(S.TRACK_ID).is_in(list(row_of)))
-    extracted = feats.filter(pl.col(S.AUDIO_SOURCE) == "extracted")
+    extracted = feats.filter(pl.col(S.AUDIO_SOURCE) == EXTRACTED)
     if extracted.height < 2:
         # A crawl with no (or one) decodable audio file has no audio space to fit: publish no
         # audio index rather than one fitted on imputed guesses. Scoring then uses text and mood.
@@ -112,11 +113,15 @@ def audio_index(context: AssetExecutionContext, store: StoreResource) -> Materia
             stale.unlink(missing_ok=True)
         context.log.warning(f"only {extracted.height} tracks with extracted audio: no audio index")
         return MaterializeResult(metadata={"ntotal": 0, "reason": "fewer than 2 tracks with extracted audio"})
-    space = fit_audio_space(features=extracted.select(FEATURE_COLUMNS).to_numpy(), embeddings=_embeddings(extracted))
+    embeddings = _embeddings(feats)
+    is_extracted = (feats.get_column(S.AUDIO_SOURCE) == EXTRACTED).to_numpy()
+    space = fit_audio_space(
+        features=extracted.select(FEATURE_COLUMNS).to_numpy(),
+        embeddings=None if embeddings is None else embeddings[is_extracted],
+    )
     with atomic_path(layout.audio_space_file, ".joblib") as tmp:
         joblib.dump(space, tmp)
     ids = np.array([row_of[t] for t in feats.get_column(S.TRACK_ID).to_list()], dtype=np.int64)
-    embeddings = _embeddings(feats)
     vectors = space.transform(feats.select(FEATURE_COLUMNS).to_numpy(), embeddings)
     result = _write(layout, "audio", VectorSet(ids=ids, vectors=vectors), "ip")
     result.metadata["blocks"] = MetadataValue.json(

@@ -110,6 +110,15 @@ JOBS = [
 ]
 
 
+def _shard_runs(context: ScheduleEvaluationContext, *, prefix: str, stamp: str, shards, tag: str) -> list[RunRequest]:
+    """One run per hash shard, keyed by the tick's time (``stamp``) so a tick never asks twice."""
+    at = (context.scheduled_execution_time or datetime.now(timezone.utc)).strftime(stamp)
+    return [
+        RunRequest(run_key=f"{prefix}-{at}-{shard}", partition_key=shard, tags={tag: shard})
+        for shard in shards.get_partition_keys()
+    ]
+
+
 @schedule(
     name="link_recheck_daily",
     job=link_recheck_job,
@@ -120,11 +129,7 @@ JOBS = [
     "its share of the budget.",
 )
 def link_recheck_schedule(context: ScheduleEvaluationContext) -> list[RunRequest]:
-    day = (context.scheduled_execution_time or datetime.now(timezone.utc)).strftime("%Y-%m-%d")
-    return [
-        RunRequest(run_key=f"links-{day}-{shard}", partition_key=shard, tags={"moodscape/link_shard": shard})
-        for shard in link_shards.get_partition_keys()
-    ]
+    return _shard_runs(context, prefix="links", stamp="%Y-%m-%d", shards=link_shards, tag="moodscape/link_shard")
 
 
 @schedule(
@@ -136,11 +141,7 @@ def link_recheck_schedule(context: ScheduleEvaluationContext) -> list[RunRequest
     "so successive runs cover the whole crawl (never-tried links first, retryable failures after their backoff).",
 )
 def audio_fetch_schedule(context: ScheduleEvaluationContext) -> list[RunRequest]:
-    hour = (context.scheduled_execution_time or datetime.now(timezone.utc)).strftime("%Y-%m-%dT%H")
-    return [
-        RunRequest(run_key=f"audio-{hour}-{shard}", partition_key=shard, tags={"moodscape/fetch_shard": shard})
-        for shard in fetch_shards.get_partition_keys()
-    ]
+    return _shard_runs(context, prefix="audio", stamp="%Y-%m-%dT%H", shards=fetch_shards, tag="moodscape/fetch_shard")
 
 
 @sensor(

@@ -86,14 +86,17 @@ class StoreAudioMoodModel:
     gate: DomainGate | None  # None: too little audio to tell the domains apart; the trained model everywhere
     info: dict[str, Any] = field(default_factory=dict)
 
-    def parts(self, audio: pl.DataFrame) -> dict[str, np.ndarray]:
-        """For rows WITH backbone outputs: trained (n, 3), prior (n, 2) in [−1, 1], gate (n,)."""
+    def parts(self, audio: pl.DataFrame, embeddings: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """For rows WITH backbone outputs: trained (n, 3), prior (n, 2) in [−1, 1], gate (n,);
+        ``embeddings``: the rows' backbone embeddings when the caller has them already."""
+        if embeddings is None and self.gate is not None:
+            embeddings = embeddings_of(audio)
         feats = backbone_features(audio, self.priors)
         prior = feats.select(PRIOR_VALENCE, PRIOR_AROUSAL).to_numpy() * self.prior_scale[None, :]
         return {
             "trained": self.trained.predict(audio),
             "prior": np.clip(prior, -1.0, 1.0),
-            "gate": np.ones(audio.height) if self.gate is None else self.gate(embeddings_of(audio)),
+            "gate": np.ones(audio.height) if self.gate is None else self.gate(embeddings),
         }
 
     def predict(self, audio: pl.DataFrame) -> np.ndarray:
@@ -102,11 +105,12 @@ class StoreAudioMoodModel:
         out = np.zeros((audio.height, 3))
         if audio.height == 0:
             return out
-        rich = has_backbone(audio) & np.isfinite(embeddings_of(audio)).all(axis=1)
+        embeddings = embeddings_of(audio)
+        rich = has_backbone(audio) & np.isfinite(embeddings).all(axis=1)
         if (~rich).any():
             out[~rich] = self.trained.predict(audio.filter(pl.Series(~rich)))
         if rich.any():
-            p = self.parts(audio.filter(pl.Series(rich)))
+            p = self.parts(audio.filter(pl.Series(rich)), embeddings[rich])
             g, t, prior = p["gate"], p["trained"], p["prior"]
             v = g * t[:, 0] + (1 - g) * prior[:, 0]
             a = g * t[:, 1] + (1 - g) * 0.5 * (t[:, 1] + prior[:, 1])

@@ -97,14 +97,21 @@ def _mtg_items(path: Path, word_mood: WordMood, acc: _Accumulator) -> int:
     return used
 
 
-def _musiccaps_items(path: Path, word_mood: WordMood, acc: _Accumulator) -> int:
-    df = pl.read_csv(path, columns=["aspect_list"])
-    used = 0
+def musiccaps_aspects(data_dir: Path) -> list[list[str]]:
+    """Every MusicCaps clip's aspect list (clips whose list does not parse are left out)."""
+    df = pl.read_csv(resolve_open_file(data_dir=data_dir, relative=MUSICCAPS_FILE), columns=["aspect_list"])
+    out: list[list[str]] = []
     for (raw,) in df.iter_rows():
         try:
-            aspects = [str(a) for a in ast.literal_eval(raw)]
+            out.append([str(a) for a in ast.literal_eval(raw)])
         except (ValueError, SyntaxError):
             continue
+    return out
+
+
+def _musiccaps_items(clips: Sequence[Sequence[str]], word_mood: WordMood, acc: _Accumulator) -> int:
+    used = 0
+    for aspects in clips:
         scored = [(a, word_mood(a)) for a in aspects]
         moody = [(a, m) for a, m in scored if m is not None]
         if not moody:
@@ -134,12 +141,16 @@ class TagPriors:
         return None
 
 
-def learn_tag_priors(*, word_mood: WordMood, data_dir: Path = store.DATA_DIR) -> TagPriors:
-    """Priors from MTG-Jamendo (genres/instruments × mood/theme tags) and MusicCaps (aspects)."""
+def learn_tag_priors(
+    *, word_mood: WordMood, data_dir: Path = store.DATA_DIR, clips: Sequence[Sequence[str]] | None = None
+) -> TagPriors:
+    """Priors from MTG-Jamendo (genres/instruments × mood/theme tags) and MusicCaps (aspects;
+    ``clips``: the aspect lists when the caller has read them already)."""
     acc = _Accumulator()
+    clips = musiccaps_aspects(data_dir) if clips is None else clips
     items = {
         "mtg_jamendo": _mtg_items(resolve_open_file(data_dir=data_dir, relative=MTG_FILE), word_mood, acc),
-        "musiccaps": _musiccaps_items(resolve_open_file(data_dir=data_dir, relative=MUSICCAPS_FILE), word_mood, acc),
+        "musiccaps": _musiccaps_items(clips, word_mood, acc),
     }
     priors: dict[str, TagPrior] = {}
     total = np.zeros(3)
@@ -176,9 +187,11 @@ def tag_priors(*, lexicon: MoodLexicon, data_dir: Path = store.DATA_DIR, text_mo
             norm_moods[key] = None if m is None or m.confidence <= 0 else (m.valence, m.arousal, m.confidence)
         return norm_moods[key]
 
+    clips = musiccaps_aspects(data_dir)
     model_moods: dict[str, tuple[float, float, float]] = {}
     if text_model is not None:
-        words = sorted(moods | {w for w in _musiccaps_aspects(data_dir) if from_norms(w) is not None})
+        aspects = {a.strip().lower() for clip in clips for a in clip}
+        words = sorted(moods | {w for w in aspects if from_norms(w) is not None})
         pred = text_model.predict(words)
         model_moods = {w: (float(v), float(a), float(c)) for w, (v, a, c) in zip(words, pred)}
 
@@ -188,15 +201,4 @@ def tag_priors(*, lexicon: MoodLexicon, data_dir: Path = store.DATA_DIR, text_mo
             return None
         return model_moods.get(key) or from_norms(key)
 
-    return learn_tag_priors(word_mood=word_mood, data_dir=data_dir)
-
-
-def _musiccaps_aspects(data_dir: Path) -> set[str]:
-    df = pl.read_csv(resolve_open_file(data_dir=data_dir, relative=MUSICCAPS_FILE), columns=["aspect_list"])
-    out: set[str] = set()
-    for (raw,) in df.iter_rows():
-        try:
-            out |= {str(a).strip().lower() for a in ast.literal_eval(raw)}
-        except (ValueError, SyntaxError):
-            continue
-    return out
+    return learn_tag_priors(word_mood=word_mood, data_dir=data_dir, clips=clips)
