@@ -60,8 +60,9 @@ def audio_mood_model(
     folder's mood word); the candidate per axis is chosen by song-grouped cross-validation on the
     train rows, its probabilities calibrated (sigmoid or isotonic, by CV log-loss). The backbone part:
     tag probabilities × co-occurrence tag priors (MTG-Jamendo, MusicCaps; mood words read by the
-    query-mood model), scaled on the diverse reference clips (immich, librosa examples); the gate tells
-    EMOPIA train clips from those reference clips. The song-disjoint EMOPIA val split is scored once
+    query-mood model), scaled on the diverse reference clips (immich, librosa examples), and a tag-logit
+    arousal classifier fitted on the EMOPIA train clips; the gate tells EMOPIA train clips from those
+    reference clips. The song-disjoint EMOPIA val split is scored once
     afterwards and influences nothing.
     """
     rendered = store.load("emopia_audio").filter(pl.col("render_error").is_null())
@@ -103,6 +104,7 @@ def audio_mood_model(
         .filter(pl.col(S.TRACK_ID).is_in(train_ids)),
         reference_audio=feats.filter(pl.col(S.TRACK_ID).is_in([t for t, _ in immich_items + reference_items])),
         priors=TagPriorTable.from_priors(priors),
+        arousal_signs=emopia.filter(pl.col(moodlabels.SPLIT) == "train").select(S.TRACK_ID, moodlabels.AROUSAL_SIGN),
     )
     with atomic_path(store.layout().model("audio_mood"), ".joblib") as tmp:
         joblib.dump(model, tmp)

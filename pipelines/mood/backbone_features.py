@@ -63,13 +63,17 @@ def has_backbone(frame: pl.DataFrame) -> np.ndarray:
     return (frame.get_column(MSD).is_not_null() & frame.get_column(MTT).is_not_null()).to_numpy()
 
 
+def tag_probabilities(frame: pl.DataFrame) -> np.ndarray:
+    """(n, 100) MSD then MTT tag probabilities of the rows (NaN rows where the outputs are missing)."""
+    if MSD not in frame.columns or MTT not in frame.columns:
+        return np.full((frame.height, len(MSD_TAGS) + len(MTT_TAGS)), np.nan)
+    return np.hstack([_stack(frame, MSD, len(MSD_TAGS)), _stack(frame, MTT, len(MTT_TAGS))])
+
+
 def backbone_features(frame: pl.DataFrame, table: TagPriorTable) -> pl.DataFrame:
     """``frame`` (track_id + ``msd_tags``/``mtt_tags`` list columns) → track_id + ``BACKBONE_FEATURES``
     (the zero-shot mood deviation; NaN where the backbone outputs are missing)."""
-    if MSD not in frame.columns or MTT not in frame.columns:
-        probs = np.full((frame.height, len(MSD_TAGS) + len(MTT_TAGS)), np.nan)
-    else:
-        probs = np.hstack([_stack(frame, MSD, len(MSD_TAGS)), _stack(frame, MTT, len(MTT_TAGS))])
+    probs = tag_probabilities(frame)
     prior = table.zero_shot(np.nan_to_num(probs))
     prior[~np.isfinite(probs).all(axis=1)] = np.nan
     data = {TRACK_ID: frame.get_column(TRACK_ID)}

@@ -105,3 +105,34 @@ def test_without_enough_training_audio_the_trained_model_is_used_everywhere() ->
     test = _with_embeddings(_audio(10, 3)[0], -2.0, 4)
     pred, t = model.predict(test), trained.predict(test)
     assert pred[:, :2] == pytest.approx(t[:, :2])
+
+
+def test_tag_arousal_joins_the_arousal_mix_when_training_signs_are_given() -> None:
+    """The tag model learns arousal from the training clips' tags (here MTT fast/slow), is scaled on
+    the reference clips, and takes a third of the out-of-domain arousal (half in domain)."""
+    train, v, a = _audio(120, 11)
+    labels = pl.DataFrame({TRACK_ID: train[TRACK_ID], "valence_sign": v, "arousal_sign": a})
+    trained, _ = fit_audio_mood_model(features=train, labels=labels, feature_columns=FEATURE_COLUMNS,
+                                      candidates=(("logreg", 1.0),), calibration_methods=("sigmoid",))
+    model, metrics = fit_store_audio_mood_model(
+        trained=trained, training_audio=_with_embeddings(train, 2.0, 12),
+        reference_audio=_with_embeddings(_audio(40, 13)[0], -2.0, 14), priors=_priors(),
+        arousal_signs=labels.select(TRACK_ID, "arousal_sign"),
+    )
+    assert model.tag_arousal is not None and metrics["tag_arousal_clips"] == 120
+    test, _, ta = _audio(60, 15)
+    unlike, like = _with_embeddings(test, -2.0, 16), _with_embeddings(test, 2.0, 17)
+    parts = model.parts(unlike)
+    tag = parts["tag_arousal"]
+    assert np.all(np.abs(tag) <= 1.0) and np.mean(np.sign(tag) == ta) > 0.9
+    t, prior, g = parts["trained"][:, 1], parts["prior"][:, 1], parts["gate"]
+    expected = g * 0.5 * (t + tag) + (1 - g) * (t + tag + prior) / 3.0
+    assert model.predict(unlike)[:, 1] == pytest.approx(expected, abs=1e-9)
+    p_like = model.parts(like)
+    assert model.predict(like)[:, 1] == pytest.approx(0.5 * (p_like["trained"][:, 1] + p_like["tag_arousal"]), abs=0.05)
+    one_sign = labels.with_columns(pl.lit(1).alias("arousal_sign")).select(TRACK_ID, "arousal_sign")
+    no_tag, _ = fit_store_audio_mood_model(
+        trained=trained, training_audio=_with_embeddings(train, 2.0, 12),
+        reference_audio=_with_embeddings(_audio(40, 13)[0], -2.0, 14), priors=_priors(), arousal_signs=one_sign,
+    )
+    assert no_tag.tag_arousal is None  # one sign only: nothing to learn, the older mix
