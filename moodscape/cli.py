@@ -151,7 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     from moodscape import evalcli, healcli
 
     evalcli.register(sub)  # evaluate
-    healcli.register(sub)  # ingest, check-links
+    healcli.register(sub)  # ingest, check-links, bench-links
     from moodscape import audiocli
 
     audiocli.register(sub)  # bench-audio

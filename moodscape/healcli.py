@@ -1,6 +1,6 @@
-"""``moodscape ingest`` and ``moodscape check-links``: the crawl-healing commands.
+"""``moodscape ingest``, ``check-links`` and ``bench-links``: the crawl-healing commands.
 
-``register(sub)`` adds both subcommands to the CLI's subparsers; each command function takes the
+``register(sub)`` adds the subcommands to the CLI's subparsers; each command function takes the
 parsed ``argparse.Namespace`` and returns an exit code (0 ok, 2 unusable input). Progress bars and
 summaries go to stderr; stdout carries the machine-readable result (its last line is JSON where a
 command promises JSON).
@@ -134,16 +134,22 @@ def cmd_check_links(args: argparse.Namespace) -> int:
     except InvalidInputError as exc:
         _err(f"error: {exc}")
         return 2
-    for name in ("concurrency", "per_host"):
-        if getattr(args, name) < 1:
+    defaults = LinkCheckConfig()
+    concurrency = defaults.concurrency if args.concurrency is None else args.concurrency
+    per_host = defaults.per_host if args.per_host is None else args.per_host
+    min_interval = defaults.min_interval_s if args.min_interval is None else args.min_interval
+    for name, value in (("concurrency", concurrency), ("per_host", per_host)):
+        if value < 1:
             _err(f"error: --{name.replace('_', '-')} must be ≥ 1")
             return 2
     if args.timeout <= 0:
         _err("error: --timeout must be > 0")
         return 2
-    defaults = LinkCheckConfig()
+    if min_interval < 0:
+        _err("error: --min-interval must be ≥ 0")
+        return 2
     config = LinkCheckConfig(
-        concurrency=args.concurrency, per_host=args.per_host,
+        concurrency=concurrency, per_host=per_host, min_interval_s=min_interval,
         connect_timeout_s=min(defaults.connect_timeout_s, args.timeout),
         read_timeout_s=min(defaults.read_timeout_s, args.timeout),
         total_timeout_s=args.timeout,
@@ -169,10 +175,35 @@ def cmd_check_links(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- bench-links ---------------------------------------------------------------------------
+
+BENCH_LINKS_FILE = "bench_links.json"
+
+
+def cmd_bench_links(args: argparse.Namespace) -> int:
+    """``bench-links --out DIR [--before CHECKOUT]``: check-links throughput against loopback hosts
+    (see `bench.links`); the report is printed as JSON and written to ``DIR/bench_links.json``."""
+    from bench.links import default_runs, run_bench
+
+    before = Path(args.before) if args.before else None
+    if before is not None and not (before / "moodscape" / "cli.py").is_file():
+        _err(f"error: --before {before} is not a checkout of this project")
+        return 2
+    if args.hosts < 1 or args.links < 1 or args.latency < 0:
+        _err("error: --hosts and --links must be ≥ 1, --latency ≥ 0")
+        return 2
+    out = Path(args.out)
+    report = run_bench(work=out / "work", runs=default_runs(before=before), hosts=args.hosts, links=args.links,
+                       latency_s=args.latency, progress=not args.quiet)
+    store.write_json(report, out / BENCH_LINKS_FILE)
+    print(json.dumps(report, indent=2))
+    return 0
+
+
 # --- registration --------------------------------------------------------------------------
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add the ``ingest`` and ``check-links`` subcommands (each sets ``func``) to ``sub``."""
+    """Add the ``ingest``, ``check-links`` and ``bench-links`` subcommands (each sets ``func``) to ``sub``."""
     p = sub.add_parser("ingest", help="read a crawl file (CSV/Parquet/JSON Lines) into tracks + quarantine tables")
     p.add_argument("path", help="crawl file: .csv/.tsv, .parquet or .jsonl")
     p.add_argument("--out", required=True, help="folder for tracks.parquet and quarantine.parquet")
@@ -184,13 +215,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="output CSV: track_id,url,status,http_code,final_url,reason,checked_at")
     p.add_argument("--allow-host", action="append", default=[], metavar="HOST",
                    help="host name, IP or CIDR allowed although not public (repeatable)")
-    p.add_argument("--concurrency", type=int, default=32, help="URLs in flight overall")
-    p.add_argument("--per-host", type=int, default=4, help="requests in flight per host:port")
+    p.add_argument("--concurrency", type=int, default=None, help="URLs in flight overall (default 128)")
+    p.add_argument("--per-host", type=int, default=None, help="requests in flight per host:port (default 4)")
+    p.add_argument("--min-interval", type=float, default=None, metavar="SECONDS",
+                   help="minimum spacing between request starts to one host:port (default 0.05)")
     p.add_argument("--timeout", type=float, default=20.0, help="seconds per request/response exchange")
     p.add_argument("--offline", action="store_true", help="no network: every link UNKNOWN(offline)")
     p.add_argument("--json", action="store_true", help="print the counts as one JSON line")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_check_links)
 
+    p = sub.add_parser("bench-links", help="check-links throughput against loopback hosts (JSON report)")
+    p.add_argument("--out", required=True, help="folder for bench_links.json and the runs' files")
+    p.add_argument("--before", default=None, metavar="CHECKOUT", help="another checkout to run side by side")
+    p.add_argument("--hosts", type=int, default=32, help="loopback hosts (127.0.0.10 on)")
+    p.add_argument("--links", type=int, default=3200, help="links, spread evenly over the hosts")
+    p.add_argument("--latency", type=float, default=0.05, help="seconds each host takes to answer")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.set_defaults(func=cmd_bench_links)
 
-__all__ = ["register", "cmd_ingest", "cmd_check_links", "read_link_input", "CHECK_LINKS_COLUMNS"]
+
+__all__ = ["register", "cmd_ingest", "cmd_check_links", "cmd_bench_links", "read_link_input", "CHECK_LINKS_COLUMNS"]

@@ -10,7 +10,8 @@ inside an event loop.
 import asyncio
 import ssl
 import threading
-from collections.abc import Awaitable, Callable
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import certifi
@@ -66,6 +67,76 @@ class _PinnedTransport(httpx.AsyncHTTPTransport):
         self._pool = pool
 
 
+class _ReleasingStream(httpx.AsyncByteStream):
+    """A response body stream that calls ``release`` once when it is closed."""
+
+    def __init__(self, *, inner: httpx.AsyncByteStream, release: Callable[[], None]) -> None:
+        self._inner = inner
+        self._release: Callable[[], None] | None = release
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self._inner:
+            yield chunk
+
+    async def aclose(self) -> None:
+        try:
+            await self._inner.aclose()
+        finally:
+            if self._release is not None:
+                self._release, release = None, self._release
+                release()
+
+
+class _PerOriginTransport(httpx.AsyncBaseTransport):
+    """One small connection pool per origin, at most ``max_origins`` of them (the least recently
+    used idle one is closed first). httpcore's pool scans all its connections for every queued
+    request, so one big pool over many hosts costs O(connections) per request; this costs O(1)."""
+
+    def __init__(self, *, make_pool: Callable[[], httpcore.AsyncConnectionPool], max_origins: int) -> None:
+        self._make_pool = make_pool
+        self._max_origins = max(1, max_origins)
+        self._transports: OrderedDict[tuple[bytes, bytes, int | None], _PinnedTransport] = OrderedDict()
+        self._busy: dict[tuple[bytes, bytes, int | None], int] = {}
+
+    async def _evict(self) -> None:
+        while len(self._transports) >= self._max_origins:
+            idle = next((k for k in self._transports if not self._busy.get(k)), None)
+            if idle is None:
+                return  # every origin has a response open: grow past the limit rather than wait
+            await self._transports.pop(idle).aclose()
+
+    def _release(self, key: tuple[bytes, bytes, int | None]) -> None:
+        left = self._busy.get(key, 0) - 1
+        if left > 0:
+            self._busy[key] = left
+        else:
+            self._busy.pop(key, None)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        key = (request.url.raw_scheme, request.url.raw_host, request.url.port)
+        transport = self._transports.get(key)
+        if transport is None:
+            await self._evict()
+            transport = self._transports[key] = _PinnedTransport(pool=self._make_pool())
+        else:
+            self._transports.move_to_end(key)
+        self._busy[key] = self._busy.get(key, 0) + 1
+        try:
+            response = await transport.handle_async_request(request)
+        except BaseException:
+            self._release(key)
+            raise
+        assert isinstance(response.stream, httpx.AsyncByteStream)
+        return httpx.Response(
+            status_code=response.status_code, headers=response.headers, extensions=response.extensions,
+            stream=_ReleasingStream(inner=response.stream, release=lambda: self._release(key)),
+        )
+
+    async def aclose(self) -> None:
+        while self._transports:
+            await self._transports.popitem(last=False)[1].aclose()
+
+
 def _ssl_context(*, ca_file: str | None) -> ssl.SSLContext:
     ctx = ssl.create_default_context(cafile=certifi.where())
     if ca_file is not None:
@@ -86,22 +157,36 @@ def policy_client(
     user_agent: str,
     accept: str,
     keepalive_expiry: float | None = None,
+    per_origin: int | None = None,
 ) -> httpx.AsyncClient:
     """An httpx client whose every socket goes through ``policy`` to the address it checked.
 
     Redirects are not followed (callers re-check the policy per hop); no proxy settings from the
     environment; bodies are requested without compression (``identity``) so size caps are exact.
     Shared by the link checker and the audio downloader.
+
+    One pool of ``max_connections`` by default. With ``per_origin``, each origin gets its own pool
+    of ``per_origin`` connections (all kept alive) and at most ``max_connections // per_origin``
+    origins keep one: for many hosts at once. Note that httpcore closes an idle connection as soon
+    as its pool holds more than ``max_keepalive`` connections in all (busy ones included).
     """
-    pool = httpcore.AsyncConnectionPool(
-        ssl_context=_ssl_context(ca_file=ca_file),
-        max_connections=max_connections,
-        max_keepalive_connections=max_keepalive,
-        keepalive_expiry=keepalive_expiry,
-        network_backend=PolicyNetworkBackend(policy=policy, inner=network_backend),
-    )
+    ssl_context = _ssl_context(ca_file=ca_file)
+    backend = PolicyNetworkBackend(policy=policy, inner=network_backend)
+
+    def make_pool(size: int, keepalive: int) -> httpcore.AsyncConnectionPool:
+        return httpcore.AsyncConnectionPool(
+            ssl_context=ssl_context, max_connections=size, max_keepalive_connections=keepalive,
+            keepalive_expiry=keepalive_expiry, network_backend=backend,
+        )
+
+    transport: httpx.AsyncBaseTransport
+    if per_origin is None:
+        transport = _PinnedTransport(pool=make_pool(max_connections, max_keepalive))
+    else:
+        transport = _PerOriginTransport(make_pool=lambda: make_pool(per_origin, per_origin),
+                                        max_origins=max_connections // max(1, per_origin))
     return httpx.AsyncClient(
-        transport=_PinnedTransport(pool=pool),
+        transport=transport,
         timeout=httpx.Timeout(connect=connect_s, read=read_s, write=read_s, pool=total_s),
         headers={"User-Agent": user_agent, "Accept": accept, "Accept-Encoding": "identity"},
         follow_redirects=False,

@@ -1,16 +1,6 @@
-"""Checking one link: `LinkChecker` follows a URL hop by hop and classifies the final response.
-
-Statuses (`schema.LINK_STATUSES`) and the ``reason`` each comes with:
-
-* VALID ("ok") — 2xx for the same resource (an http→https upgrade, default-port or
-  trailing-slash-only redirect still counts as the same resource);
-* MOVED ("redirected") — 2xx after redirects to a different resource; ``final_url`` holds it;
-* REQUIRES_AUTH ("http_401", "http_403", "http_407"); DEAD ("http_404", "http_410");
-* BLOCKED — refused by the network policy before any connection: "loopback", "private",
-  "metadata", "scheme_not_allowed", "invalid_url", ... (at the first URL or at any redirect hop);
-* UNKNOWN — "no_url", "offline", "deadline", "timeout", "connect_error", "dns_error",
-  "tls_error", "connection_reset", "protocol_error", "redirect_loop", "too_many_redirects",
-  "redirect_without_location", "rate_limited", "blocked_by_cdn", "http_5xx", "http_<code>".
+"""Checking one link: `LinkChecker` follows a URL hop by hop; `classify` names the final response
+(statuses and reasons: `pipelines.heal.links.classify`). A CDN block page (403 from CloudFront or a
+bot wall) makes the host back off as after a 5xx.
 
 HEAD first, GET (streamed, at most ``max_body_bytes`` read) when HEAD answers 400/403/405/501 or
 fails mid-exchange; redirects followed by hand (≤ ``max_hops``), the policy re-checked at every hop;
@@ -26,30 +16,32 @@ from dataclasses import dataclass
 import httpcore
 import httpx
 
+from pipelines.heal.links.classify import (
+    DEFAULT_PORTS,
+    LinkOutcome,
+    classify,
+    looks_like_cdn_block,
+    looks_like_cloudfront_block,
+    same_resource,
+)
 from pipelines.heal.links.hostgate import HostGate, backoff_delay, parse_retry_after
 from pipelines.net.client import REDIRECT_CODES, policy_client
 from pipelines.net.policy import DNSResolutionError, NetworkPolicy, PolicyViolation
-from pipelines.schema import BLOCKED, DEAD, MOVED, REQUIRES_AUTH, UNKNOWN, VALID
+from pipelines.schema import BLOCKED, UNKNOWN
 
+MAX_POOL_CONNECTIONS = 512  # open sockets (busy + idle keep-alive) of one run
 DNS_FAILURE_TTL_S = 60.0  # a host whose name failed to resolve is not retried within this window
-_DEFAULT_PORTS = {"http": 80, "https": 443}
 _HEAD_FALLBACK_CODES = frozenset({400, 403, 405, 501})
 _HEAD_UNSUPPORTED_CODES = frozenset({405, 501})
-_CDN_HEADERS = ("cf-ray", "cf-mitigated", "x-amz-cf-id", "x-datadome", "x-sucuri-id", "x-iinfo")
-_CDN_SERVERS = ("cloudflare", "akamaighost", "ddos-guard", "sucuri", "imperva", "datadome")
-_CDN_BODY_MARKERS = (
-    b"captcha", b"cf-chl", b"challenge-platform", b"attention required", b"datadome",
-    b"verify you are a human", b"are you a robot", b"ddos protection",
-)
 
 
 @dataclass(frozen=True, kw_only=True)
 class LinkCheckConfig:
     """Knobs of one link-check run (times in seconds)."""
 
-    concurrency: int = 32  # URLs in flight overall
-    per_host: int = 4  # requests in flight per host:port
-    min_interval_s: float = 0.2  # minimum spacing between request starts to one host
+    concurrency: int = 128  # URLs in flight overall
+    per_host: int = 4  # requests (and first-hop URLs) in flight per host:port
+    min_interval_s: float = 0.05  # minimum spacing between request starts to one host (≤ 20/s)
     connect_timeout_s: float = 5.0  # TCP connect (and DNS) per attempt
     read_timeout_s: float = 10.0  # between bytes
     total_timeout_s: float = 20.0  # one request/response exchange, whatever the drip rate
@@ -68,16 +60,6 @@ class LinkCheckConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
-class LinkOutcome:
-    """What checking one URL found: a `schema.LINK_STATUSES` value and its reason."""
-
-    url_status: str
-    reason: str
-    http_code: int | None = None  # the last HTTP status received
-    final_url: str | None = None  # the last URL reached or redirected to
-
-
-@dataclass(frozen=True, kw_only=True)
 class _Exchange:
     status: int
     headers: httpx.Headers
@@ -92,53 +74,6 @@ class _ExchangeFailed(Exception):
         self.status = status
         self.reason = reason
         self.retry_with_get = retry_with_get
-
-
-def same_resource(a: httpx.URL, b: httpx.URL) -> bool:
-    """Same host, port (http→https upgrade allowed), query and path up to a trailing slash."""
-    if a.host != b.host or a.query != b.query:
-        return False
-    port_a = a.port or _DEFAULT_PORTS.get(a.scheme)
-    port_b = b.port or _DEFAULT_PORTS.get(b.scheme)
-    upgrade = a.scheme == "http" and b.scheme == "https" and a.port is None and b.port is None
-    if port_a != port_b and not upgrade:
-        return False
-    if a.scheme != b.scheme and not (a.scheme == "http" and b.scheme == "https"):
-        return False
-    return (a.path.rstrip("/") or "/") == (b.path.rstrip("/") or "/")
-
-
-def looks_like_cdn_block(*, headers: httpx.Headers, body: bytes) -> bool:
-    """True when a 403 carries a CDN/bot-wall signature (headers or a challenge/captcha body)."""
-    if any(h in headers for h in _CDN_HEADERS):
-        return True
-    server = headers.get("server", "").lower()
-    if any(s in server for s in _CDN_SERVERS):
-        return True
-    low = body.lower()
-    return any(m in low for m in _CDN_BODY_MARKERS)
-
-
-def classify(*, code: int, headers: httpx.Headers, body: bytes, same: bool, final_url: str) -> LinkOutcome:
-    """The outcome of a final (non-redirect) response ``code``; ``same``: it is the resource first asked for."""
-    def out(status: str, reason: str) -> LinkOutcome:
-        return LinkOutcome(url_status=status, reason=reason, http_code=code, final_url=final_url)
-
-    if 200 <= code < 300:
-        return out(VALID, "ok") if same else out(MOVED, "redirected")
-    if code in (401, 407):
-        return out(REQUIRES_AUTH, f"http_{code}")
-    if code == 403:
-        if looks_like_cdn_block(headers=headers, body=body):
-            return out(UNKNOWN, "blocked_by_cdn")
-        return out(REQUIRES_AUTH, "http_403")
-    if code in (404, 410):
-        return out(DEAD, f"http_{code}")
-    if code == 429:
-        return out(UNKNOWN, "rate_limited")
-    if code >= 500:
-        return out(UNKNOWN, "http_5xx")
-    return out(UNKNOWN, f"http_{code}")
 
 
 def _failure(exc: Exception) -> _ExchangeFailed:
@@ -181,9 +116,11 @@ class LinkChecker:
 
     async def __aenter__(self) -> "LinkChecker":
         cfg = self.config
+        # A pool of ``per_host`` kept-alive connections per host, for up to this many hosts at once.
+        pool_size = min(max(cfg.concurrency * cfg.per_host, 16), MAX_POOL_CONNECTIONS)
         self._client = policy_client(
             policy=self.policy, network_backend=self._network_backend, ca_file=cfg.ca_file,
-            max_connections=max(cfg.concurrency * 2, 8), max_keepalive=cfg.concurrency, keepalive_expiry=30.0,
+            max_connections=pool_size, max_keepalive=pool_size, keepalive_expiry=30.0, per_origin=cfg.per_host,
             connect_s=cfg.connect_timeout_s, read_s=cfg.read_timeout_s, total_s=cfg.total_timeout_s,
             user_agent=cfg.user_agent, accept="*/*",
         )
@@ -194,8 +131,34 @@ class LinkChecker:
             await self._client.aclose()
             self._client = None
 
+    @staticmethod
+    def _key(url: httpx.URL) -> str:
+        return f"{url.host}:{url.port or DEFAULT_PORTS.get(url.scheme)}"
+
+    def host_key(self, url: str | None) -> str | None:
+        """The politeness key (host:port) of ``url``'s first hop; None when it will not be requested."""
+        if url is None or not url.strip() or self.config.offline:
+            return None
+        try:
+            parsed = httpx.URL(url.strip())
+        except (httpx.InvalidURL, TypeError, ValueError):
+            return None
+        if parsed.scheme not in DEFAULT_PORTS or not parsed.host:
+            return None
+        return self._key(parsed)
+
+    def ready_at(self, key: str) -> float:
+        """Event-loop time from which host ``key`` may start its next request (0: at once, and for a
+        name that recently failed to resolve: its URLs fail without a request)."""
+        host = key.rsplit(":", 1)[0]
+        failed_at = self._dns_failed.get(host)
+        if failed_at is not None and time.monotonic() - failed_at < DNS_FAILURE_TTL_S:
+            return 0.0
+        gate = self._gates.get(key)
+        return 0.0 if gate is None else gate.ready_at()
+
     def _gate(self, url: httpx.URL) -> HostGate:
-        key = f"{url.host}:{url.port or _DEFAULT_PORTS.get(url.scheme)}"
+        key = self._key(url)
         gate = self._gates.get(key)
         if gate is None:
             gate = self._gates[key] = HostGate(per_host=self.config.per_host, min_interval_s=self.config.min_interval_s)
@@ -210,7 +173,12 @@ class LinkChecker:
         response = await self._client.send(self._client.build_request(method, url), stream=True)
         try:
             body = b""
-            if method == "GET" and self.config.max_body_bytes > 0:
+            if method == "HEAD":  # no body, but reading its end is what returns the connection to the pool
+                try:
+                    await response.aread()
+                except (httpx.TimeoutException, httpx.ReadError, httpx.RemoteProtocolError):
+                    pass
+            elif self.config.max_body_bytes > 0:
                 try:
                     async for chunk in response.aiter_raw():
                         body += chunk
@@ -279,7 +247,9 @@ class LinkChecker:
                 delay = parse_retry_after(value=result.headers.get("retry-after"), cap_s=self.config.retry_after_cap_s)
                 gate.penalise(delay_s=self._backoff(failures=gate.failures) if delay is None else delay)
                 continue
-            if result.status >= 500:
+            if result.status >= 500 or (result.status == 403 and (
+                    looks_like_cloudfront_block(headers=result.headers, body=result.body)
+                    or looks_like_cdn_block(headers=result.headers, body=result.body))):
                 gate.failures += 1
                 gate.penalise(delay_s=self._backoff(failures=gate.failures))
             else:

@@ -40,6 +40,10 @@ class HostGate:
     async def __aexit__(self, *exc: object) -> None:
         self._sem.release()
 
+    def ready_at(self) -> float:
+        """The event-loop time from which the next request may start (spacing and penalty)."""
+        return max(self._next_start, self.not_before)
+
     def penalise(self, *, delay_s: float) -> None:
         """No request to this host starts within ``delay_s`` from now."""
         loop = asyncio.get_running_loop()

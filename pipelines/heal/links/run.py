@@ -8,7 +8,9 @@ import httpcore
 import polars as pl
 from tqdm.auto import tqdm
 
-from pipelines.heal.links.checker import LinkCheckConfig, LinkChecker, LinkOutcome
+from pipelines.heal.links.checker import LinkCheckConfig, LinkChecker
+from pipelines.heal.links.classify import LinkOutcome
+from pipelines.heal.links.schedule import HostLanes
 from pipelines.heal.links.status import utc_now
 from pipelines.net.client import run_sync
 from pipelines.schema import CHECKED_AT, FINAL_URL, HTTP_CODE, LINK_URL, REASON, TRACK_ID, UNKNOWN, URL_STATUS
@@ -48,7 +50,9 @@ async def check_urls(
     """Check ``items`` = [(track_id, url)], n rows → n `LinkResult`s in the same order.
 
     Each distinct URL is fetched once (rows sharing a URL share its outcome). At most
-    ``config.concurrency`` URLs are in flight. With ``config.offline`` nothing touches the network.
+    ``config.concurrency`` URLs are in flight, at most ``config.per_host`` per first-hop host, the
+    earliest-ready host first (`HostLanes`); requests to one host start ``config.min_interval_s``
+    apart. With ``config.offline`` nothing touches the network.
     ``network_backend`` opens the (already policy-checked) sockets; default httpcore's anyio backend.
     """
     if config.offline:
@@ -62,20 +66,18 @@ async def check_urls(
     outcomes: dict[str | None, tuple[LinkOutcome, str]] = {}
     loop = asyncio.get_running_loop()
     deadline_at = None if config.deadline_s is None else loop.time() + config.deadline_s
-    queue: asyncio.Queue[str | None] = asyncio.Queue()
-    for u in unique:
-        queue.put_nowait(u)
     bar = tqdm(total=len(unique), desc="linkcheck", unit="url", disable=not progress)
 
     async with LinkChecker(config=config, network_backend=network_backend) as checker:
+        lanes = HostLanes(urls=unique, key_of=checker.host_key, per_host=config.per_host, ready_at=checker.ready_at)
 
         async def worker() -> None:
-            while True:
+            while (taken := await lanes.take(not_after=deadline_at)) is not None:
+                key, u = taken
                 try:
-                    u = queue.get_nowait()
-                except asyncio.QueueEmpty:
-                    return
-                out = await checker.check(url=u, deadline_at=deadline_at)
+                    out = await checker.check(url=u, deadline_at=deadline_at)
+                finally:
+                    lanes.done(key)
                 outcomes[u] = (out, utc_now())
                 bar.update(1)
 

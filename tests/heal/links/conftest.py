@@ -139,6 +139,9 @@ def _to_loopback(path: str) -> Route:
     return lambda h: h.reply(302, headers={"Location": path.format(port=h.server.port)})
 
 
+CLOUDFRONT_BLOCK = {"x-cache": "Error from cloudfront", "via": "1.1 5f6a.cloudfront.net (CloudFront)"}
+CLOUDFRONT_BODY = (b"<HTML><HEAD><TITLE>ERROR: The request could not be satisfied</TITLE></HEAD><BODY>"
+                   b"<H1>403 ERROR</H1><H2>The request could not be satisfied.</H2>Request blocked.")
 _CHALLENGE = b"<html><title>Attention Required!</title>" + b" " * 5000
 
 ROUTES: dict[str, Route] = {
@@ -159,6 +162,9 @@ ROUTES: dict[str, Route] = {
     "/auth401": lambda h: h.reply(401, headers={"WWW-Authenticate": 'Basic realm="x"'}),
     "/forbidden": lambda h: h.reply(403, body=b"private track"),
     "/cdn403": lambda h: h.reply(403, headers={"cf-ray": "8c1d2e3f4a5b6c7d-AMS"}, body=b"error 1020"),
+    # CloudFront's block page (SoundCloud is served this way): a temporary refusal, not a private track
+    "/cloudfront403": lambda h: h.reply(403, headers=CLOUDFRONT_BLOCK, body=CLOUDFRONT_BODY),
+    "/cf-pop403": lambda h: h.reply(403, headers={"x-amz-cf-pop": "FRA56-P3"}, body=b"forbidden"),
     "/captcha403": lambda h: h.reply(403, body=b"<html><title>Just a moment</title>Please solve the CAPTCHA</html>"),
     "/captcha-stalled": _stalled_body(403, _CHALLENGE, len(_CHALLENGE) + 1_000_000),  # the prefix is enough
     "/head405-stalled-body": _head405_stalled_body,
