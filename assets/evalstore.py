@@ -1,8 +1,9 @@
 """Build an evaluation store from a CORPUS with the same asset code the pipeline uses.
 
 The store graph is materialized in-process into a scratch home folder; the trained models (query
-mood, audio mood) are taken from the main store when it has them, so nothing is fitted during an
-evaluation (and never to its labels, which this module never sees).
+mood, audio mood, and the learned ranker when there is one) are taken from the main store when it
+has them, so nothing is fitted during an evaluation (and never to its labels, which this module
+never sees).
 """
 
 import shutil
@@ -17,6 +18,7 @@ from pipelines.store import StoreLayout, home
 
 MODEL_ASSETS = {"emopia_audio", "query_mood_model", "audio_mood_model"}
 MODEL_FILES = ("query_mood", "audio_mood")
+RANKER_MODEL, RANKER_ASSET = "ranker", "learned_ranker"  # copied (and not retrained) when the source has one
 
 
 def build_store_from_corpus(
@@ -41,7 +43,10 @@ def build_store_from_corpus(
         for m in MODEL_FILES:
             target.model(m).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(source.model(m), target.model(m))
-        exclude = MODEL_ASSETS
+        exclude = set(MODEL_ASSETS)
+        if source.model(RANKER_MODEL).exists():
+            shutil.copyfile(source.model(RANKER_MODEL), target.model(RANKER_MODEL))
+            exclude.add(RANKER_ASSET)
     else:
         print(f"no trained models under {source.root}: training them from the open data first", flush=True)
         exclude = set()

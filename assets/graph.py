@@ -17,11 +17,11 @@ from dagster import (
     materialize,
 )
 
-from assets import audio, embed, fetch, heal, index, ingest, links, mood, publish
+from assets import audio, embed, fetch, heal, index, ingest, links, mood, publish, ranker
 from assets.partitions import link_shards
 from assets.resources import StoreResource
 
-STORE_MODULES = [ingest, links, heal, fetch, embed, audio, mood, index, publish]
+STORE_MODULES = [ingest, links, heal, fetch, embed, audio, mood, index, ranker, publish]
 # Partitioned by the same track shards and run shard by shard, together (link checks, then the fetch).
 SHARDED = ("link_checks", "audio_fetch")
 

@@ -20,6 +20,7 @@ from pipelines import schema as S
 from pipelines import store
 from pipelines.index import bundle as B
 from pipelines.index.version import write_version_chunked
+from pipelines.mood.query import MODEL_VERSION as QUERY_MOOD_VERSION
 
 TEXT_NOISE = 0.55  # noise norm relative to the unit prototype vector (cos ≈ 0.88)
 AUDIO_DIMS_NOTE = "standardised librosa FEATURE_COLUMNS"
@@ -54,6 +55,7 @@ class SynthParams:
         d = asdict(self)
         d.pop("chunk")
         d["generator"] = SYNTH_VERSION
+        d["query_mood_model"] = QUERY_MOOD_VERSION  # a cached store with an older model file is rebuilt
         return json.dumps(d, sort_keys=True)
 
 
@@ -116,7 +118,7 @@ def load_audio_features(*, cache: Path, clips: int, progress: bool = True) -> np
 
 def query_mood_model(*, cache: Path, rows: int, progress: bool = True) -> Path:
     """A real query-mood model (Glasgow words + ``rows`` EmoBank train rows), trained once, cached."""
-    path = Path(cache) / f"query_mood-{max(rows, 200)}.joblib"
+    path = Path(cache) / f"query_mood-{max(rows, 200)}-v{QUERY_MOOD_VERSION}.joblib"
     if path.exists():
         return path
     from pipelines.mood import query_training as Q
@@ -133,7 +135,7 @@ def query_mood_model(*, cache: Path, rows: int, progress: bool = True) -> Path:
     dev = Q.load_emobank(data_dir=store.DATA_DIR, split="dev")
     dev = Q.TrainingData(texts=dev.texts[:300], targets=dev.targets[:300], sources=dev.sources[:300])
     model, _ = Q.train_query_mood_model(
-        train=train, dev=dev, candidates=[("ridge", 10.0)] if rows < 1000 else None, progress=progress,
+        train=train, dev=dev, **({"alphas": (10.0,)} if rows < 1000 else {}), progress=progress,
     )
     return model.save(path)
 

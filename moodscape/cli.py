@@ -99,10 +99,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_recommend(args: argparse.Namespace) -> int:
     prepare_env()
     from pipelines.index.bundle import load_bundle
+    from pipelines.rank.learned import ranker_for_bundle
     from pipelines.rank.recommender import Recommender, RecommendRequest
 
     folder = _require_published_store()
-    recommender = Recommender(load_bundle(folder))
+    bundle = load_bundle(folder)
+    recommender = Recommender(bundle, ranker=ranker_for_bundle(bundle))
     result = recommender.recommend(RecommendRequest(query=args.query, top_k=args.top_k, mode=args.mode))
     if args.json:
         import msgspec
@@ -144,7 +146,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("recommend", help="recommend tracks for a query from the published store")
     p.add_argument("query")
     p.add_argument("--top-k", type=int, default=10)
-    p.add_argument("--mode", choices=["full", "baseline"], default="full")
+    from pipelines.rank.types import MODES
+
+    p.add_argument("--mode", choices=list(MODES), default="full")
     p.add_argument("--json", action="store_true", help="print the response as JSON")
     p.set_defaults(func=cmd_recommend)
 

@@ -1,13 +1,17 @@
 """``moodscape evaluate``: build a store from a labelled corpus and measure moods and rankings
-(full vs the SBERT baseline); ``register(sub)`` adds the subcommand to the CLI's subparsers.
+(full vs the SBERT baseline; ``--ablate`` adds the hand weights and each signal left out);
+``register(sub)`` adds the subcommand to the CLI's subparsers.
 Malformed inputs raise ``EvaluationInputError`` (the CLI prints it and exits 2).
 """
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 from moodscape.env import prepare_env
+
+MAX_QUERIES_ENV = "MOODSCAPE_EVAL_MAX_QUERIES"
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -31,7 +35,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             corpus_path=Path(args.corpus), labels_path=Path(args.labels) if args.labels else None,
             queries_path=Path(args.queries) if args.queries else None, out_dir=Path(args.out),
             build_store=build_store, progress=True,
-            workdir=Path(args.workdir) if args.workdir else None,
+            workdir=Path(args.workdir) if args.workdir else None, ablate=args.ablate,
+            max_queries=args.max_queries,
         )
     finally:
         for h in handles:
@@ -56,4 +61,9 @@ def register(sub: "argparse._SubParsersAction") -> None:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--workdir", help="keep the evaluation store here instead of a temp folder")
     p.add_argument("--json", action="store_true", help="print the report as one JSON line")
+    p.add_argument("--ablate", action="store_true",
+                   help="also rank with the hand weights and without text / audio / mood (ranking.<mode>)")
+    env_max = os.environ.get(MAX_QUERIES_ENV)
+    p.add_argument("--max-queries", type=int, default=int(env_max) if env_max else None,
+                   help=f"use a seeded sample of this many QUERIES (default: ${MAX_QUERIES_ENV}, else all)")
     p.set_defaults(func=cmd_evaluate)

@@ -55,7 +55,7 @@ AUDIO_ERROR = "audio_error"
 # --- mood --------------------------------------------------------------------------------
 VALENCE = "valence"
 AROUSAL = "arousal"
-MOOD_SOURCE = "mood_source"  # audio / text / imputed / fused
+MOOD_SOURCE = "mood_source"  # audio / text / imputed / genre / artist / fused (null: no evidence)
 MOOD_CONFIDENCE = "mood_confidence"
 
 # --- ingest quarantine ---------------------------------------------------------------------

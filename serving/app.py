@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import quote
 
 import msgspec
 from litestar import Litestar, Response, get, post
@@ -25,10 +26,12 @@ from pipelines import store
 from pipelines.embed.sentence import BatchingEncoder
 from pipelines.errors import InvalidInputError, UnavailableError, UnknownTrackError
 from pipelines.index.bundle import Bundle
+from pipelines.rank.learned import ranker_for_bundle
 from pipelines.rank.recommender import Recommender
 from pipelines.rank.types import MAX_TOP_K, RecommendRequest, RecommendResponse, Track
-from serving import schemas, web
+from serving import media, schemas, web
 from serving.cache import ResponseCache, cache_key
+from serving.display import DisplayTables
 from serving.errors import EXCEPTION_HANDLERS
 from serving.reload import RecommenderHolder, build_generation
 from serving.settings import ServingSettings
@@ -76,17 +79,52 @@ def _recommend_one(
     return value, hit
 
 
+def audio_roots(*, store_root: Path | None, bundle_dir: Path | None, extra: tuple[Path, ...] = ()) -> list[Path]:
+    """Folders whose audio may be served: the store's audio folder (of ``store_root``, or of the store
+    that holds ``bundle_dir``), the bundled data's audio and ``extra``."""
+    roots: list[Path] = []
+    if store_root is None and bundle_dir is not None:
+        folder = Path(bundle_dir).resolve()
+        candidate = store.StoreLayout(folder.parent.parent)
+        store_root = candidate.root if candidate.version_dir(folder.name) == folder else None
+    if store_root is not None:
+        roots.append(store.StoreLayout(Path(store_root)).audio(""))
+    roots.append(store.DATA_DIR / "audio")
+    return [*roots, *extra]
+
+
+def _served_track(track: Track, *, row: int, rec: Recommender, displays: DisplayTables) -> schemas.ServedTrack:
+    table = displays.get(rec.bundle)
+    fields = {f: getattr(track, f) for f in track.__struct_fields__}
+    has_audio = row >= 0 and table.audio_file(row) is not None
+    return schemas.ServedTrack(
+        **fields, display=table.display(row) if row >= 0 else None,
+        audio_url=f"/tracks/{quote(track.track_id, safe='')}/audio" if has_audio else None,
+    )
+
+
+def _served(resp: RecommendResponse, *, rec: Recommender, displays: DisplayTables) -> schemas.ServedResponse:
+    """``resp`` with display-only fields on every result (the cached response stays as it was)."""
+    rows = rec.rows_of([t.track_id for t in resp.results])
+    fields = {f: getattr(resp, f) for f in resp.__struct_fields__ if f != "results"}
+    return schemas.ServedResponse(
+        **fields,
+        results=[_served_track(t, row=int(r), rec=rec, displays=displays) for t, r in zip(resp.results, rows)],
+    )
+
+
 def _cache_headers(hit: bool) -> dict[str, str]:
     return {"x-cache": "hit" if hit else "miss"}
 
 
 # ---------------------------------------------------------------------- handlers
 @post("/recommend", status_code=200, sync_to_thread=True)
-def recommend(data: RecommendRequest, state: State) -> Response[RecommendResponse]:
+def recommend(data: RecommendRequest, state: State) -> Response[schemas.ServedResponse]:
     """Mood-aware recommendations for a free-text query (optionally seeds, a target mood, filters)."""
     with state.holder.lease() as rec:
         value, hit = _recommend_one(rec=rec, cache=state.cache, body=data)
-    return Response(value, headers=_cache_headers(hit))
+        served = _served(value, rec=rec, displays=state.displays)
+    return Response(served, headers=_cache_headers(hit))
 
 
 @post("/recommend/batch", status_code=200, sync_to_thread=True, request_max_body_size=MAX_BATCH_BODY_BYTES)
@@ -97,18 +135,20 @@ def recommend_batch(data: schemas.BatchRequest, state: State) -> Response[schema
             _recommend_one(rec=rec, cache=state.cache, body=body, prefix=f"requests[{i}].")
             for i, body in enumerate(data.requests)
         ]
+        responses = [_served(value, rec=rec, displays=state.displays) for value, _ in answers]
     hits = sum(hit for _, hit in answers)
     return Response(
-        schemas.BatchResponse(responses=[value for value, _ in answers]),
+        schemas.BatchResponse(responses=responses),
         headers={"x-cache-hits": f"{hits}/{len(answers)}"},
     )
 
 
 @get("/tracks/{track_id:str}", sync_to_thread=False)
-def get_track(track_id: str, state: State) -> Track:
+def get_track(track_id: str, state: State) -> schemas.ServedTrack:
     """One track of the served version (404 when unknown)."""
     with state.holder.lease() as rec:
-        return rec.track_by_id(track_id)
+        track = rec.track_by_id(track_id)
+        return _served_track(track, row=int(rec.rows_of([track_id])[0]), rec=rec, displays=state.displays)
 
 
 @get("/tracks/{track_id:str}/similar", sync_to_thread=True)
@@ -117,7 +157,7 @@ def similar_tracks(
     state: State,
     top_k: Annotated[int, Parameter(ge=1, le=MAX_TOP_K)] = 10,
     include_unavailable: bool = False,
-) -> Response[RecommendResponse]:
+) -> Response[schemas.ServedResponse]:
     """Tracks like ``track_id`` (the track itself is never returned; 404 when unknown)."""
     with state.holder.lease() as rec:
         key = cache_key(
@@ -129,7 +169,8 @@ def similar_tracks(
             return rec.similar(track_id=track_id, top_k=top_k, include_unavailable=include_unavailable)
 
         value, hit = state.cache.get_or_compute(key=key, type_=RecommendResponse, compute=compute)
-    return Response(value, headers=_cache_headers(hit))
+        served = _served(value, rec=rec, displays=state.displays)
+    return Response(served, headers=_cache_headers(hit))
 
 
 @get("/health", sync_to_thread=True)
@@ -203,7 +244,9 @@ def create_app(
         else:
             encoder = raw
     factory = recommender_factory or (
-        lambda bundle: Recommender(bundle, encoder=encoder, max_workers=settings.retrieval_threads)
+        lambda bundle: Recommender(
+            bundle, encoder=encoder, max_workers=settings.retrieval_threads, ranker=ranker_for_bundle(bundle)
+        )
     )
 
     @asynccontextmanager
@@ -219,6 +262,9 @@ def create_app(
         holder = RecommenderHolder(initial=gen, factory=factory, store_root=root, interval_s=settings.reload_interval_s)
         app.state.holder = holder
         app.state.cache = cache if cache is not None else ResponseCache.from_settings(settings)
+        app.state.displays = DisplayTables(
+            audio_roots=audio_roots(store_root=root, bundle_dir=bundle_dir, extra=settings.audio_roots)
+        )
         holder.start()
         try:
             yield
@@ -227,10 +273,11 @@ def create_app(
             app.state.cache.close()
             if encoder is not None:
                 encoder.close()
-            del app.state.holder, app.state.cache
+            del app.state.holder, app.state.cache, app.state.displays
 
     return Litestar(
-        route_handlers=[recommend, recommend_batch, get_track, similar_tracks, health, admin_reload, web.web_router()],
+        route_handlers=[recommend, recommend_batch, get_track, similar_tracks, media.track_audio, health, admin_reload,
+                        web.web_router()],
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,
         request_max_body_size=MAX_BODY_BYTES,

@@ -7,9 +7,21 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from pipelines.rank.types import Base, Out, RecommendRequest, RecommendResponse
+from pipelines.rank.types import Base, Out, RecommendRequest, RecommendResponse, Track
+from serving.display import Display
 
 MAX_BATCH = 32
+
+
+class ServedTrack(Track, kw_only=True):
+    """A result as served: the ranking's track plus display-only fields (the data stays as it is)."""
+
+    display: Display | None = None  # what identifies the track for a person (title or its stand-in)
+    audio_url: str | None = None  # this service's URL of the track's audio, when the store has it
+
+
+class ServedResponse(RecommendResponse, kw_only=True):
+    results: list[ServedTrack]
 
 
 class BatchRequest(Base):
@@ -17,7 +29,7 @@ class BatchRequest(Base):
 
 
 class BatchResponse(Out):
-    responses: list[RecommendResponse]
+    responses: list[ServedResponse]
 
 
 class Counts(Out):

@@ -10,12 +10,14 @@ MOODSCAPE_RELOAD_INTERVAL_S     2         seconds between checks of the publishe
 MOODSCAPE_CACHE_SIZE            1024      responses kept in the in-process LRU (0 disables it)
 MOODSCAPE_REDIS_URL             (none)    a Redis shared by replicas as a second cache level
 MOODSCAPE_REDIS_TTL_S           600       lifetime of a response in Redis
+MOODSCAPE_AUDIO_ROOTS           (none)    more folders (os.pathsep-separated) whose audio may be served
 =============================== ========= ======================================================
 """
 
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 from pipelines.embed.query import ENV_VAR as QUERY_ENCODER_VAR
@@ -47,6 +49,7 @@ class ServingSettings:
     redis_url: str | None = None
     redis_ttl_s: int = 600
     encoder_environ: Mapping[str, str] = field(default_factory=dict)  # ENCODER_VARS that are set
+    audio_roots: tuple[Path, ...] = ()  # besides the store's and the bundled data's audio folders
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "ServingSettings":
@@ -66,4 +69,5 @@ class ServingSettings:
             redis_url=env.get("MOODSCAPE_REDIS_URL") or None,
             redis_ttl_s=int(_number(env, "MOODSCAPE_REDIS_TTL_S", 600, int)),
             encoder_environ={k: env[k] for k in ENCODER_VARS if k in env},
+            audio_roots=tuple(Path(p) for p in env.get("MOODSCAPE_AUDIO_ROOTS", "").split(os.pathsep) if p.strip()),
         )

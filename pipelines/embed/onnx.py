@@ -1,7 +1,8 @@
 """The serving query encoder without torch: MiniLM as an ONNX graph run by ONNX Runtime.
 
-The graph (shipped fp32 MiniLM + masked mean pooling + L2 normalisation) is exported once into a
-file cache keyed by the weights' SHA-256 and the torch/onnx versions, by a child process
+The graph (shipped fp32 MiniLM + masked mean pooling + L2 normalisation; the layer features of
+``pipelines.embed.layers`` as a second output) is exported once into a file cache keyed by the
+weights' SHA-256, ``GRAPH_VERSION`` and the torch/onnx versions, by a child process
 (``python -m pipelines.embed.onnx export PATH``) so the service process never imports torch.
 Vectors match :func:`pipelines.embed.sentence.embed_texts` (cosine ≥ 0.99999, tested).
 """
@@ -19,9 +20,11 @@ from pathlib import Path
 import numpy as np
 
 from pipelines import store
+from pipelines.embed.layers import MEMO
 from pipelines.embed.sentence import EMBEDDING_DIM
 
 ONNX_INPUTS = ("input_ids", "token_type_ids", "attention_mask")
+GRAPH_VERSION = 2  # 2: the layer features as a second output
 EXPORT_TIMEOUT_S = 600.0
 
 
@@ -54,7 +57,7 @@ def _sha256(path: Path) -> str:
 def cache_path(*, cache_dir: Path) -> Path:
     """Where the exported graph of the installed weights lives in ``cache_dir``."""
     weights = _sha256(model_dir() / "model.safetensors")[:16]
-    key = f"{weights}-torch{metadata.version('torch')}-onnx{metadata.version('onnx')}"
+    key = f"{weights}-g{GRAPH_VERSION}-torch{metadata.version('torch')}-onnx{metadata.version('onnx')}"
     return Path(cache_dir) / f"minilm-{key}.onnx"
 
 
@@ -65,6 +68,7 @@ def export_onnx(*, path: Path) -> Path:
 
     import torch
 
+    from pipelines.embed.layers import pool_groups
     from pipelines.embed.sentence import load_encoder
 
     model = load_encoder()
@@ -76,11 +80,12 @@ def export_onnx(*, path: Path) -> Path:
             self.inner = inner
 
         def forward(self, input_ids, token_type_ids, attention_mask):
-            hidden = self.inner(input_ids=input_ids, token_type_ids=token_type_ids,
-                                attention_mask=attention_mask).last_hidden_state
+            states = self.inner(input_ids=input_ids, token_type_ids=token_type_ids,
+                                attention_mask=attention_mask, output_hidden_states=True).hidden_states
+            hidden = states[-1]
             mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
             pooled = (hidden * mask).sum(dim=1) / torch.clamp(mask.sum(dim=1), min=1e-9)
-            return torch.nn.functional.normalize(pooled, p=2, dim=1)
+            return torch.nn.functional.normalize(pooled, p=2, dim=1), pool_groups(states, mask)
 
     sample = model[0].tokenizer(["an example query"], return_tensors="pt")
     buf = io.BytesIO()
@@ -89,8 +94,8 @@ def export_onnx(*, path: Path) -> Path:
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer notes
         torch.onnx.export(
             _Pooled(net), tuple(sample[name] for name in ONNX_INPUTS), buf,
-            input_names=list(ONNX_INPUTS), output_names=["embedding"],
-            dynamic_axes={**axes, "embedding": {0: "batch"}}, opset_version=17, dynamo=False,
+            input_names=list(ONNX_INPUTS), output_names=["embedding", "layers"],
+            dynamic_axes={**axes, "embedding": {0: "batch"}, "layers": {0: "batch"}}, opset_version=17, dynamo=False,
         )
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -164,12 +169,16 @@ class OnnxQueryEncoder:
         }
 
     def __call__(self, texts: Sequence[str]) -> np.ndarray:
-        """Embed ``texts`` → float32 (n, 384), rows L2-normalised; (0, 384) if empty."""
+        """Embed ``texts`` → float32 (n, 384), rows L2-normalised; (0, 384) if empty. The layer
+        features of the same pass go to ``pipelines.embed.layers.MEMO``."""
         texts = list(texts)
         if not texts:
             return np.zeros((0, EMBEDDING_DIM), dtype=np.float32)
-        out = self._session.run(None, self.tokenize(texts))[0]
-        return np.ascontiguousarray(out, dtype=np.float32)
+        outputs = self._session.run(None, self.tokenize(texts))
+        out = np.ascontiguousarray(outputs[0], dtype=np.float32)
+        if len(outputs) > 1:
+            MEMO.put(texts, out, outputs[1])
+        return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:

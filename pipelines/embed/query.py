@@ -22,6 +22,7 @@ from typing import Literal, get_args
 
 import numpy as np
 
+from pipelines.embed.layers import MEMO, pool_groups
 from pipelines.embed.sentence import EMBEDDING_DIM, load_encoder
 
 log = logging.getLogger(__name__)
@@ -150,17 +151,23 @@ class QueryEncoder:
             )
 
     def _encode_batch(self, texts: Sequence[str]) -> np.ndarray:
-        """(len(texts), 384) float32 unit rows for one forward pass."""
+        """(len(texts), 384) float32 unit rows for one forward pass; the layer features of the pass
+        go to ``pipelines.embed.layers.MEMO``."""
         import torch
 
         features = self.tokenize(texts)
         with torch.inference_mode():
-            hidden = self._net(**features, return_dict=True).last_hidden_state.float()  # (n, t, 384)
+            states = self._net(**features, return_dict=True, output_hidden_states=True).hidden_states
+            states = [h.float() for h in states]
+            hidden = states[-1]  # (n, t, 384)
             mask = features["attention_mask"].unsqueeze(-1).to(hidden.dtype)  # (n, t, 1)
             summed = (hidden * mask).sum(dim=1)  # (n, 384)
             counts = torch.clamp(mask.sum(dim=1), min=1e-9)  # (n, 1)
             pooled = torch.nn.functional.normalize(summed / counts, p=2, dim=1)
-        return pooled.numpy().astype(np.float32, copy=False)
+            layers = pool_groups(states, mask)
+        out = pooled.numpy().astype(np.float32, copy=False)
+        MEMO.put(texts, out, layers.numpy())
+        return out
 
     def __call__(self, texts: Sequence[str]) -> np.ndarray:
         """Embed ``texts`` → float32 (n, 384), rows L2-normalised (cosine = dot); (0, 384) if empty.

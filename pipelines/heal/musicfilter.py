@@ -6,6 +6,12 @@ sounds) in its text (`text_verdict`), or audio with weak rhythmic *and* weak ton
 (`PULSE_MAX`, `KEY_MAX`, `CHROMA_STD_MIN`, `ONSET_RATE_MIN`). A text non-music verdict wins; then
 music evidence in the text (a genre or a ``MUSIC_LEXICON`` word) overrides a non-music audio
 verdict (an ambient drone can lack pulse and key); then audio; then the default, music.
+
+Captioned clips (MusicCaps) often pair music with other sounds; such a clip is non-music when a
+non-music sound (``SOUND_EVENTS``) *leads* it (`leading_sounds`): it comes before any music word in
+the caption's first sentence, it is the first tag (or the second after a tag without music words),
+or three or more distinct ones are named; a lesson, tutorial or commentary where someone talks is
+spoken word. A siren somewhere under a described song does not count.
 """
 
 import re
@@ -106,12 +112,36 @@ MUSIC_LEXICON = re.compile(
     re.IGNORECASE,
 )
 
+# Non-music sounds a caption may name (speech, sound effects, ambience, events, animals).
+SOUND_EVENTS = re.compile(
+    r"\b(?:sound\s+effects?|sound\s+fx|sfx|foley|sirens?|crying|cries|crumpl\w*|explosions?|gunshots?|"
+    r"gun\s*(?:fire|shots?)|car\s+crash|crash(?:ing)?\s+sounds?|footsteps?|field\s+recordings?|"
+    r"ambien(?:ce|t\s+(?:street\s+|room\s+|outdoor\s+)?(?:noises?|sounds?))|nature\s+(?:sounds?|atmosphere)|"
+    r"sounds?\s+of\s+nature|animal\s+sounds?|birds?\s+(?:chirp\w*|singing|calls?)|chirping\s+birds|barking|"
+    r"howling|speech|speaking|speaks|talking|talks|narrat(?:ion|ing|ors?|es|ed)|monologue|battle\s*cry|war\s+horn|alarms?|"
+    r"engines?|thunder\w*|rain\s+sounds?|sounds?\s+of\s+rain|water\s+(?:sounds?|splash\w*|flowing|drop\w*)|"
+    r"sounds?\s+of\s+water|wind\s+(?:noises?|sounds?|blowing|howling)|traffic|door\s+(?:closing|opening|slam\w*)|"
+    r"glass\s+(?:shatter\w*|break\w*)|screams|groan\w*|(?:banging|knocking|clanging|scraping|squeaking|munching)"
+    r"\s+(?:sounds?|noises?))\b",
+    re.IGNORECASE,
+)
+# A lesson, tutorial or commentary in which someone talks is spoken word, whatever it demonstrates.
+SPOKEN_FORMAT = re.compile(r"\b(?:tutorials?|lessons?|master\s?class(?:es)?|commentary|vlogs?|video\s+blogs?)\b",
+                           re.IGNORECASE)
+SPEAKING = re.compile(r"\b(?:talk(?:s|ing)|speak(?:s|ing)|narrat(?:ion|ing|ors?|es|ed)|monologue|speech)\b",
+                      re.IGNORECASE)
+LEADING_SOUNDS_MIN = 3  # this many distinct non-music sounds named make a clip non-music
+_RECORDING_TAG = re.compile(r"quality|recording|noisy|\bmono\b|lo-?fi|fidelity|amateur", re.IGNORECASE)
+_VOICE_WORD = re.compile(r"^vocal", re.IGNORECASE)  # "a flat male vocal talking" is the speech itself
+_FIRST_SENTENCE = re.compile(r"(?<=[.!?])\s")
+
 _NEGATION = re.compile(r"\b(?:no|without|not|non|nor|zero|free\s+of)\s+(?:\w+\s+){0,2}$", re.IGNORECASE)
 # one alternation, one named group per cue: a single scan of each text
 _COMBINED = re.compile(
     "|".join(rf"(?P<c{i}>\b(?:{cue.pattern})\b)" for i, cue in enumerate(NON_MUSIC_LEXICON)), re.IGNORECASE
 )
 _RUST_CUES = "(?i)" + "|".join(rf"\b(?:{cue.pattern})\b" for cue in NON_MUSIC_LEXICON)
+_RUST_CUES += "|" + SOUND_EVENTS.pattern
 _RUST_GENRES = "(?i)" + NON_MUSIC_GENRES.pattern
 _TEXT_COLUMNS = (TITLE, GENRE, TAGS, DESCRIPTION, VIBE_TEXT)
 _FORMAT_COLUMNS = (TITLE, GENRE)  # a cue here names what the upload is, whatever else is said
@@ -148,6 +178,42 @@ def music_evidence(*, text: str) -> str | None:
     return None
 
 
+def _sound_key(text: str) -> str:
+    return re.sub(r"s\b", "", " ".join(text.lower().split()))
+
+
+def leading_sounds(*, row: dict[str, str | None]) -> str | None:
+    """Why the row's caption is led by non-music sounds (see the module docstring), else None.
+
+    Reads tags (comma-separated, recording-quality tags such as "low quality" skipped), description
+    and vibe text; a sound preceded by a negation ("no speech") is ignored.
+    """
+    tags = [t.strip() for t in re.split(r"[,|]", row.get(TAGS) or "") if t.strip()]
+    tags = [t for t in tags if not _RECORDING_TAG.search(t)]
+    captions = [c.strip() for c in (row.get(DESCRIPTION), row.get(VIBE_TEXT)) if c and c.strip()]
+    for caption in captions:
+        first = _FIRST_SENTENCE.split(caption, maxsplit=1)[0]
+        sound = next((m for m in SOUND_EVENTS.finditer(first) if not _negated(first, m.start())), None)
+        if sound is None:
+            continue
+        before = [w for w in MUSIC_LEXICON.finditer(first[:sound.start()])
+                  if not _VOICE_WORD.match(w.group(0)) and not _negated(first, w.start())]
+        if not before:
+            return f"{sound.group(0).lower()!r} leads the caption"
+    for i, tag in enumerate(tags[:2]):
+        sound = SOUND_EVENTS.search(tag)
+        if sound is not None and not _negated(tag, sound.start()) and (i == 0 or not MUSIC_LEXICON.search(tags[0])):
+            return f"{sound.group(0).lower()!r} leads the tags"
+    text = " | ".join([*tags, *captions])
+    fmt, said = SPOKEN_FORMAT.search(text), SPEAKING.search(text)
+    if fmt is not None and said is not None and not _negated(text, said.start()):
+        return f"spoken {fmt.group(0).lower()} ({said.group(0).lower()!r})"
+    named = dict.fromkeys(_sound_key(m.group(0)) for m in SOUND_EVENTS.finditer(text) if not _negated(text, m.start()))
+    if len(named) >= LEADING_SOUNDS_MIN:
+        return f"{len(named)} non-music sounds named ({', '.join(list(named)[:4])})"
+    return None
+
+
 def text_verdict(*, row: dict[str, str | None]) -> tuple[bool | None, str | None]:
     """Text columns of one track → (False, reason) on non-music evidence, (True, reason) on music
     evidence, (None, reason-or-None) when the text says neither.
@@ -158,7 +224,8 @@ def text_verdict(*, row: dict[str, str | None]) -> tuple[bool | None, str | None
     A cue in **tags, description or vibe text** may only describe part of a piece ("a bagpipes
     melody while a dog is howling"): it makes the track non-music only when the row has no music
     evidence — no genre and no ``MUSIC_LEXICON`` word outside the cue spans and not negated
-    ("humpback whale song" does not count as "song").
+    ("humpback whale song" does not count as "song"). A caption led by non-music sounds
+    (:func:`leading_sounds`) is non-music whatever else it says.
     """
     strong: tuple[str, str] | None = None
     weak: tuple[str, str] | None = None
@@ -172,6 +239,9 @@ def text_verdict(*, row: dict[str, str | None]) -> tuple[bool | None, str | None
             weak = (cues[0], col)
     if strong is not None:
         return False, f"text: {strong[0]} in {strong[1]}"
+    lead = leading_sounds(row=row)
+    if lead is not None:
+        return False, f"text: {lead}"
     genre = row.get(GENRE)
     word = f"genre {genre.strip()!r}" if genre and genre.strip() else music_evidence(text=" | ".join(masked_parts))
     if weak is not None and word is None:
@@ -248,5 +318,5 @@ def classify_music(*, tracks: pl.DataFrame, audio_features: pl.DataFrame | None)
     )
 
 
-__all__ = ["classify_music", "text_verdict", "text_cues", "music_evidence", "NON_MUSIC_LEXICON",
-           "NON_MUSIC_GENRES", "MUSIC_LEXICON", "Cue"]
+__all__ = ["classify_music", "text_verdict", "text_cues", "music_evidence", "leading_sounds", "NON_MUSIC_LEXICON",
+           "NON_MUSIC_GENRES", "MUSIC_LEXICON", "SOUND_EVENTS", "Cue"]

@@ -11,6 +11,7 @@ Layout (row position in ``tracks.parquet`` = track row id used by every index)::
     text_vectors.npy      (n, 384) float32 copy of the text vectors (small bundles; np.load mmap)
     audio_vectors.npy     (n, d) float32, L2-normalised; all-zero rows = no audio vector
     query_mood.joblib     the query-mood model (copied)
+    ranker.joblib         the learned ranker (copied; absent: the hand weights rank)
     manifest.json         version, created_at, counts, per-index dims/metric/factory/ntotal, libs
 """
 
@@ -34,20 +35,26 @@ MOOD_INDEX_FILE = "mood.faiss"
 TEXT_VECTORS_FILE = "text_vectors.npy"
 AUDIO_VECTORS_FILE = "audio_vectors.npy"
 QUERY_MOOD_FILE = "query_mood.joblib"
+RANKER_FILE = "ranker.joblib"
 MANIFEST_FILE = "manifest.json"
 
 BUNDLE_COLUMNS: tuple[str, ...] = (
     S.TRACK_ID, S.TITLE, S.ARTIST, S.YEAR, S.GENRE, S.TAGS, S.PERMALINK_URL, S.URL_STATUS,
     S.PLAYBACK_COUNT, S.VALENCE, S.AROUSAL, S.MOOD_SOURCE, S.MOOD_CONFIDENCE, S.AUDIO_SOURCE,
-    S.TEXT_DOC,
+    S.TEXT_DOC, S.AUDIO_CONFIDENCE, S.AUDIO_PATH, S.SOURCE, S.DESCRIPTION, S.VIBE_TEXT,
 )
 BUNDLE_SCHEMA: dict[str, pl.DataType] = {
     S.TRACK_ID: pl.String, S.TITLE: pl.String, S.ARTIST: pl.String, S.YEAR: pl.Int32,
     S.GENRE: pl.String, S.TAGS: pl.List(pl.String), S.PERMALINK_URL: pl.String,
     S.URL_STATUS: pl.String, S.PLAYBACK_COUNT: pl.Int64, S.VALENCE: pl.Float32,
     S.AROUSAL: pl.Float32, S.MOOD_SOURCE: pl.String, S.MOOD_CONFIDENCE: pl.Float32,
-    S.AUDIO_SOURCE: pl.String, S.TEXT_DOC: pl.String,
+    S.AUDIO_SOURCE: pl.String, S.TEXT_DOC: pl.String, S.AUDIO_CONFIDENCE: pl.Float32,
+    S.AUDIO_PATH: pl.String, S.SOURCE: pl.String, S.DESCRIPTION: pl.String, S.VIBE_TEXT: pl.String,
 }
+# Columns a version may lack (written before they existed, or a crawl without them): null.
+OPTIONAL_COLUMNS: tuple[str, ...] = (S.AUDIO_CONFIDENCE, S.AUDIO_PATH, S.SOURCE, S.DESCRIPTION, S.VIBE_TEXT)
+# Display-only text not loaded at scale (like TEXT_DOC): the service reads it per result when present.
+_LARGE_SKIPPED: tuple[str, ...] = (S.TEXT_DOC, S.DESCRIPTION, S.VIBE_TEXT)
 
 
 @dataclass
@@ -80,6 +87,11 @@ class Bundle:
     def query_mood_path(self) -> Path:
         return self.folder / QUERY_MOOD_FILE
 
+    @property
+    def ranker_path(self) -> Path:
+        """The learned ranker of this version (may be absent)."""
+        return self.folder / RANKER_FILE
+
     def __len__(self) -> int:
         return self.tracks.height
 
@@ -90,8 +102,14 @@ def load_bundle(folder: Path, *, mmap: bool = True) -> Bundle:
     manifest = json.loads((folder / MANIFEST_FILE).read_text())
     n = int(manifest.get("counts", {}).get("tracks", -1))
     # Serving never needs the embedded document; at scale it is the biggest string column.
-    columns = None if n < indexing.FLAT_MAX_ROWS else [c for c in BUNDLE_COLUMNS if c != S.TEXT_DOC]
-    tracks = pl.read_parquet(folder / TRACKS_FILE, columns=columns)
+    columns = None if n < indexing.FLAT_MAX_ROWS else [c for c in BUNDLE_COLUMNS if c not in _LARGE_SKIPPED]
+    present = set(pl.read_parquet_schema(folder / TRACKS_FILE))
+    wanted = None if columns is None else [c for c in columns if c in present]
+    tracks = pl.read_parquet(folder / TRACKS_FILE, columns=wanted)
+    tracks = tracks.with_columns(
+        pl.lit(None, dtype=BUNDLE_SCHEMA[c]).alias(c) for c in OPTIONAL_COLUMNS if c not in tracks.columns
+        and (columns is None or c in columns)
+    )
     n = tracks.height
     mode = "r" if mmap else None
 

@@ -41,10 +41,12 @@ def l2_normalise(x: np.ndarray) -> np.ndarray:
 
 def normalise_tracks(tracks: pl.DataFrame) -> pl.DataFrame:
     """``tracks`` reduced to ``BUNDLE_COLUMNS`` cast to ``BUNDLE_SCHEMA`` (unique, non-null ids)."""
-    missing = [c for c in B.BUNDLE_COLUMNS if c not in tracks.columns]
+    missing = [c for c in B.BUNDLE_COLUMNS if c not in tracks.columns and c not in B.OPTIONAL_COLUMNS]
     if missing:
         raise ValueError(f"tracks lack bundle columns {missing}")
-    out = tracks.select([pl.col(c).cast(B.BUNDLE_SCHEMA[c]) for c in B.BUNDLE_COLUMNS])
+    out = tracks.select([
+        (pl.col(c) if c in tracks.columns else pl.lit(None)).cast(B.BUNDLE_SCHEMA[c]).alias(c) for c in B.BUNDLE_COLUMNS
+    ])
     if out[S.TRACK_ID].null_count() or out[S.TRACK_ID].n_unique() != out.height:
         raise ValueError("track_id must be non-null and unique")
     return out

@@ -9,7 +9,7 @@ import polars as pl
 from pipelines import schema as S
 from pipelines.audio.complete import EXTRACTED
 from pipelines.index.bundle import load_bundle
-from pipelines.rank.recommender import Recommender, RecommendRequest
+from pipelines.rank.recommender import Ranker, Recommender, RecommendRequest
 from pipelines.rank.understand import MoodPredictor
 from pipelines.store import StoreLayout
 
@@ -27,12 +27,20 @@ class BundleStoreHandle:
     """Implements ``pipelines.measure.run.StoreHandle`` and ``AudioStoreHandle`` over one version
     folder (the audio features are read from the store the version was published from).
 
-    ``query_mood``: the query mood model (default: the one published in the version).
+    ``query_mood``: the query mood model (default: the one published in the version);
+    ``ranker``: the learned ranker of ``mode="full"`` (default: the one published in the version,
+    if any; without one the hand weights rank).
     """
 
-    def __init__(self, folder: Path, *, query_mood: MoodPredictor | None = None) -> None:
+    def __init__(
+        self, folder: Path, *, query_mood: MoodPredictor | None = None, ranker: Ranker | None = None
+    ) -> None:
         self.bundle = load_bundle(Path(folder))
-        self.recommender = Recommender(self.bundle, query_mood=query_mood)
+        if ranker is None:
+            from pipelines.rank.learned import ranker_for_bundle  # xgboost only when evaluating
+
+            ranker = ranker_for_bundle(self.bundle)
+        self.recommender = Recommender(self.bundle, query_mood=query_mood, ranker=ranker)
         ids = self.bundle.tracks.get_column(S.TRACK_ID).to_list()
         self._row = {t: i for i, t in enumerate(ids)}
         self._layout = layout_of_version(Path(folder))

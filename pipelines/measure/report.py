@@ -36,6 +36,9 @@ DEFINITIONS = """\
   the corpus) is skipped for that metric.
 - **baseline_sbert** — MiniLM embedding of the query, exact inner-product search over the tracks'
   text embeddings, top 50, nothing else (`mode: "baseline"`).
+- **full** — the whole system (`mode: "full"`): the learned ranker when the store publishes one,
+  else the hand weights. With `--ablate` also: **hand** = the hand weights, no ranker;
+  **no_text** / **no_audio** / **no_mood** = the hand weights with that signal's weight set to 0.
 - **latency_ms** — p50/p95/p99 wall time of one `recommend` call, in-process.
 - **sounds_like** — audio only: for each track with extracted (not imputed) audio and a genre in
   CORPUS, its 10 nearest other tracks among the tracks with extracted audio (leave-one-out);

@@ -1,6 +1,7 @@
 """One evaluation run: build a store from CORPUS alone (the builder is injected), then measure its
-moods against LABELS and QUERIES, its rankings (full vs the SBERT baseline) and, where CORPUS has
-genres, its audio-only "sounds like"; writes ``report.json`` (NaN → null) and ``report.md``.
+moods against LABELS and QUERIES, its rankings (full vs the SBERT baseline, and with ``ablate``
+every ablation mode too) and, where CORPUS has genres, its audio-only "sounds like"; writes
+``report.json`` (NaN → null) and ``report.md``.
 """
 
 import math
@@ -32,6 +33,9 @@ from pipelines.store import write_json
 
 # report.json ranking section name → the ``mode`` passed to ``StoreHandle.recommend``
 RANKING_MODES: dict[str, str] = {"full": "full", "baseline_sbert": "baseline"}
+# …and with ``ablate``: the hand weights without a learned ranker, and without each signal.
+ABLATION_MODES: dict[str, str] = {"hand": "hand", "no_text": "no_text", "no_audio": "no_audio", "no_mood": "no_mood"}
+QUERY_SAMPLE_SEED = 0  # the sample of QUERIES kept by ``max_queries``
 
 
 @runtime_checkable
@@ -47,7 +51,7 @@ class StoreHandle(Protocol):
         ...
 
     def recommend(self, *, query: str, mode: str, top_k: int) -> list[str]:
-        """Track ids ranked best-first, no filters; ``mode`` is ``"full"`` or ``"baseline"``."""
+        """Track ids ranked best-first, no filters; ``mode`` is a value of RANKING_MODES or ABLATION_MODES."""
         ...
 
     def text_vectors(self, *, track_ids: Sequence[str]) -> np.ndarray:
@@ -210,6 +214,8 @@ def run_evaluation(
     build_store: Callable[[pl.DataFrame, Path], StoreHandle],
     progress: bool = True,
     workdir: Path | None = None,
+    ablate: bool = False,
+    max_queries: int | None = None,
 ) -> dict[str, Any]:
     """Evaluate a store built from CORPUS alone against LABELS and QUERIES.
 
@@ -218,7 +224,9 @@ def run_evaluation(
     report are present when their inputs are: ``query_mood`` needs QUERIES, ``track_mood`` needs
     LABELS, ``ranking``/``latency_ms`` need both, ``sounds_like`` needs genres in CORPUS (it holds
     ``skipped`` when they or the store's audio do not allow it). Writes ``out_dir/report.json`` (NaN → null) and
-    ``out_dir/report.md`` (with plots) and returns the JSON-ready report dict.
+    ``out_dir/report.md`` (with plots) and returns the JSON-ready report dict. ``ablate``: the
+    ranking also runs every mode of ABLATION_MODES (``ranking.<mode>``); ``max_queries``: a seeded
+    sample of that many QUERIES is used (all when None or when there are fewer).
     """
     from pipelines.measure.report import write_report_md  # matplotlib only when a report is written
 
@@ -228,6 +236,8 @@ def run_evaluation(
     corpus = load_corpus(corpus_path)
     labels_df = load_labels(Path(labels_path)) if labels_path is not None else None
     queries = load_queries(Path(queries_path)) if queries_path is not None else None
+    if queries is not None and max_queries is not None and queries.height > max_queries:
+        queries = queries.sample(n=max_queries, seed=QUERY_SAMPLE_SEED)
 
     _warn_missing_audio(corpus)
     label_set: LabelSet | None = None
@@ -270,7 +280,8 @@ def run_evaluation(
             ranking: dict[str, dict[str, float]] = {}
             latency: dict[str, dict[str, float]] = {}
             per_query_precision = {}
-            for section, mode in RANKING_MODES.items():
+            modes = {**RANKING_MODES, **(ABLATION_MODES if ablate else {})}
+            for section, mode in modes.items():
                 run = _run_ranking(
                     handle=handle, mode=mode, queries=queries, labels=label_set,
                     progress=progress, label=section,

@@ -1,4 +1,4 @@
-"""Per-track moods: the audio and text evidences combined, and a hand-weighted audio baseline.
+"""Per-track moods: evidences of several kinds combined, and a hand-weighted audio baseline.
 
 Every prediction is (n, 3) [valence, arousal, confidence], valence/arousal in [-1, 1], confidence
 in [0, 1]; a NaN row means the evidence is absent for that track.
@@ -44,6 +44,10 @@ def plan_baseline_mood(features: pl.DataFrame) -> np.ndarray:
     return np.nan_to_num(out, nan=0.0)
 
 
+# Own evidence of a track (its audio, its text): fused with anything else, the source is "fused".
+OWN_KINDS: frozenset[str] = frozenset({"audio", "text"})
+
+
 def fuse_track_moods(
     *,
     track_ids: Sequence[str],
@@ -51,72 +55,88 @@ def fuse_track_moods(
     audio_is_imputed: np.ndarray | None,
     text_pred: np.ndarray | None,
 ) -> pl.DataFrame:
-    """Combine per-track audio and text moods → track_id, valence, arousal, mood_source,
-    mood_confidence.
+    """Combine per-track audio and text moods (:func:`fuse_evidences` with the audio rows named
+    "audio", or "imputed" where ``audio_is_imputed``, and the text rows "text")."""
+    n = len(track_ids)
+    imputed = np.zeros(n, dtype=bool) if audio_is_imputed is None else np.asarray(audio_is_imputed, dtype=bool)
+    return fuse_evidences(
+        track_ids=track_ids,
+        evidences=[(audio_pred, np.where(imputed, "imputed", "audio")), (text_pred, np.full(n, "text"))],
+    )
 
-    ``audio_pred``/``text_pred``: (n, 3) [valence, arousal, confidence] with NaN rows where the
-    source has nothing (None = nothing for every track); ``audio_is_imputed``: (n,) bool, True
-    where the audio features were imputed rather than extracted.
 
-    - audio and text both present → confidence-weighted mean, source "fused" (imputed audio
-      counts as audio here); if both confidences are 0 the plain mean is used. Confidence = the
-      confidence-weighted mean of the two confidences times an agreement factor
-      ``1 − d / (2√2)`` (``d`` the distance between the two moods; 2√2 is the diameter of
-      [−1, 1]²), so agreeing sources keep their confidence and contradicting ones lose it;
-    - only extracted audio → "audio"; only imputed audio → "imputed"; only text → "text";
-    - neither → "prior": valence = arousal = 0 (the neutral centre) with confidence 0. The
-      pipeline gives every track text or imputed audio, so "prior" flags an upstream gap.
+def fuse_evidences(
+    *, track_ids: Sequence[str], evidences: Sequence[tuple[np.ndarray | None, np.ndarray]]
+) -> pl.DataFrame:
+    """Combine evidences of different kinds → track_id, valence, arousal, mood_source, mood_confidence.
+
+    ``evidences``: (prediction (n, 3) [valence, arousal, confidence] with NaN rows where absent, or
+    None = absent everywhere; (n,) kind name per row, e.g. "audio" / "imputed" / "text" / "genre").
+
+    - several present → confidence-weighted mean (plain mean if every confidence is 0); confidence
+      = the confidence-weighted mean of the confidences times an agreement factor ``1 − D / (2√2)``,
+      ``D`` the weight-weighted mean pairwise distance of the evidences (2√2 is the diameter of
+      [−1, 1]²), so agreeing evidences keep their confidence and contradicting ones lose it. Source
+      "fused" when one of them is the track's own audio or text (``OWN_KINDS``), else the kind of
+      the most confident one;
+    - one present → it, with its kind as source;
+    - none → valence, arousal and source null, confidence 0: no evidence, no mood.
     Values are clipped to [-1, 1], confidences to [0, 1].
     """
     n = len(track_ids)
-
-    def as_pred(a: np.ndarray | None) -> np.ndarray:
-        if a is None:
-            return np.full((n, 3), np.nan)
-        a = np.asarray(a, dtype=np.float64)
+    preds, kinds = [], []
+    for pred, kind in evidences:
+        a = np.full((n, 3), np.nan) if pred is None else np.asarray(pred, dtype=np.float64)
         if a.shape != (n, 3):
-            raise InvalidInputError(f"prediction shape {a.shape} != ({n}, 3)", field="audio_pred/text_pred")
-        return a
-
-    audio, text = as_pred(audio_pred), as_pred(text_pred)
-    imputed = np.zeros(n, dtype=bool) if audio_is_imputed is None else np.asarray(audio_is_imputed, dtype=bool)
-    has_a = np.isfinite(audio[:, :2]).all(1)
-    has_t = np.isfinite(text[:, :2]).all(1)
-    ca = np.clip(np.nan_to_num(audio[:, 2], nan=0.0), 0, 1)
-    ct = np.clip(np.nan_to_num(text[:, 2], nan=0.0), 0, 1)
-
-    va = np.zeros((n, 2))
-    conf = np.zeros(n)
-    source = np.full(n, "prior", dtype=object)
-
-    both = has_a & has_t
-    wsum = ca + ct
-    wa = np.where(wsum > 0, ca / np.where(wsum > 0, wsum, 1), 0.5)
-    va[both] = (wa[:, None] * np.nan_to_num(audio[:, :2]) + (1 - wa[:, None]) * np.nan_to_num(text[:, :2]))[both]
-    wconf = np.where(wsum > 0, (ca**2 + ct**2) / np.where(wsum > 0, wsum, 1), 0.0)
-    dist = np.linalg.norm(np.nan_to_num(audio[:, :2]) - np.nan_to_num(text[:, :2]), axis=1)
-    conf[both] = (wconf * (1.0 - dist / (2.0 * np.sqrt(2.0))))[both]
-    source[both] = "fused"
-
-    only_a = has_a & ~has_t
-    va[only_a] = audio[only_a, :2]
-    conf[only_a] = ca[only_a]
-    source[only_a & ~imputed] = "audio"
-    source[only_a & imputed] = "imputed"
-
-    only_t = has_t & ~has_a
-    va[only_t] = text[only_t, :2]
-    conf[only_t] = ct[only_t]
-    source[only_t] = "text"
-
-    va = np.clip(va, -1.0, 1.0)
+            raise InvalidInputError(f"prediction shape {a.shape} != ({n}, 3)", field="evidences")
+        preds.append(a)
+        kinds.append(np.broadcast_to(np.asarray(kind, dtype=object), (n,)))
+    if not preds:
+        raise InvalidInputError("no evidence to fuse", field="evidences")
+    stack = np.stack(preds)  # (k, n, 3)
+    kind = np.stack(kinds)  # (k, n)
+    present = np.isfinite(stack[:, :, :2]).all(2)
+    c = np.where(present, np.clip(np.nan_to_num(stack[:, :, 2], nan=0.0), 0, 1), 0.0)
+    va = np.where(present[:, :, None], np.nan_to_num(stack[:, :, :2]), 0.0)
+    w = np.where(c.sum(0) > 0, c, present.astype(np.float64))
+    wsum = w.sum(0)
+    safe = np.where(wsum > 0, wsum, 1.0)
+    mean = (w[:, :, None] * va).sum(0) / safe[:, None]
+    wconf = np.where(c.sum(0) > 0, (c**2).sum(0) / np.where(c.sum(0) > 0, c.sum(0), 1.0), 0.0)
+    pair_w = np.zeros(n)
+    pair_d = np.zeros(n)
+    for i in range(len(preds)):
+        for j in range(i + 1, len(preds)):
+            wij = w[i] * w[j] * (present[i] & present[j])
+            pair_w += wij
+            pair_d += wij * np.linalg.norm(va[i] - va[j], axis=1)
+    dist = np.where(pair_w > 0, pair_d / np.where(pair_w > 0, pair_w, 1.0), 0.0)
+    conf = wconf * (1.0 - dist / (2.0 * np.sqrt(2.0)))
+    has = present.any(0)
+    count = present.sum(0)
+    single = count == 1  # one evidence passes through unchanged
+    first = np.argmax(present, axis=0)
+    cols = np.arange(n)
+    mean[single] = va[first, cols][single]
+    conf[single] = c[first, cols][single]
+    source = np.full(n, None, dtype=object)
+    strongest = np.argmax(np.where(present, c + 1e-9, -1.0), axis=0)
+    for r in np.where(has)[0]:
+        here = kind[present[:, r], r]
+        if count[r] == 1:
+            source[r] = here[0]
+        elif any(k in OWN_KINDS for k in here):
+            source[r] = "fused"
+        else:
+            source[r] = kind[strongest[r], r]
+    va_out = np.where(has[:, None], np.clip(mean, -1.0, 1.0), np.nan)
     return pl.DataFrame(
         {
             TRACK_ID: pl.Series(list(track_ids), dtype=pl.String),
-            VALENCE: va[:, 0],
-            AROUSAL: va[:, 1],
+            VALENCE: pl.Series(va_out[:, 0]).fill_nan(None),
+            AROUSAL: pl.Series(va_out[:, 1]).fill_nan(None),
             MOOD_SOURCE: pl.Series(source.tolist(), dtype=pl.String),
-            MOOD_CONFIDENCE: np.clip(conf, 0.0, 1.0),
+            MOOD_CONFIDENCE: np.where(has, np.clip(conf, 0.0, 1.0), 0.0),
         }
     )
 

@@ -19,15 +19,11 @@ constant of the VADER reference implementation, vaderSentiment 3.3.2); arousal i
 ("not calm" is not evidence of excitement). Valence and arousal are means over the matched
 words; ``coverage`` is the fraction of content tokens (non-stopword, non-negator) matched.
 
-Context cues ("morning", "workout", "sleep", "party", "study", "night" …) are reported
-by :meth:`MoodLexicon.context_cues` only for cue words that the norms actually rate, so their
-mood contribution is the norm value, never an invented number.
-
-The one hand-set table is ``CONTEXT_SHIFTS`` (see :func:`context_shift`): a small, documented set
-of listening-context and music words ("workout", "upbeat", "sleep", "study", "breakup" …) with the
-(Δvalence, Δarousal) each adds *after* the query-mood model. The norms cannot supply these: they
-rate words' general affect ("morning" is calm, "run" is mildly positive) rather than what music
-for that context sounds like, and "upbeat" or "workout" are not rated at all.
+Context cues ("morning", "workout", "sleep" …) are reported by :meth:`MoodLexicon.context_cues`
+only for cue words that the norms rate. The one hand-set table is ``CONTEXT_SHIFTS``
+(:func:`context_shift`): listening-context and music words with the (Δvalence, Δarousal) each adds
+*after* the query-mood model; the norms rate words' general affect, not what music for that context
+sounds like ("upbeat", "workout" are not rated at all).
 """
 
 import csv
@@ -335,20 +331,32 @@ class ContextShift:
     cues: tuple[str, ...]  # cue entries found (negated ones prefixed "not ")
 
 
-def _cue_entry(token: str) -> str | None:
-    if token in CONTEXT_SHIFTS:
+def _cue_entry(token: str, table: dict) -> str | None:
+    if token in table:
         return token
     for suffix, repl in _SUFFIXES:
         if token.endswith(suffix) and len(token) - len(suffix) >= 3:
             stem = token[: -len(suffix)] + repl
-            if stem in CONTEXT_SHIFTS:
+            if stem in table:
                 return stem
     return None
 
 
-def context_shift(text: str) -> ContextShift:
-    """Summed (Δvalence, Δarousal) of the ``CONTEXT_SHIFTS`` cues in ``text``, each clipped to
-    ±``MAX_CONTEXT_SHIFT``.
+@dataclass
+class ContextCues:
+    """The cue table a query-mood model applies after its estimate (default ``CONTEXT_SHIFTS``)."""
+
+    table: dict[str, tuple[float, float, str]] = field(default_factory=lambda: dict(CONTEXT_SHIFTS))
+
+    def shifts(self, texts: Sequence[str]) -> np.ndarray:
+        """(n, 2) (Δvalence, Δarousal) of each text (:func:`context_shift`)."""
+        out = [context_shift(t, table=self.table) for t in texts]
+        return np.array([[c.valence, c.arousal] for c in out], dtype=np.float64).reshape(len(texts), 2)
+
+
+def context_shift(text: str, *, table: dict[str, tuple[float, float, str]] | None = None) -> ContextShift:
+    """Summed (Δvalence, Δarousal) of the cues of ``table`` (default ``CONTEXT_SHIFTS``) in ``text``,
+    each axis clipped to ±``MAX_CONTEXT_SHIFT``.
 
     A negator in the ``NEGATION_WINDOW`` tokens before a cue cancels it ("not for a party" is not a
     party request; it is not evidence of the opposite either). An intensifier right before a cue
@@ -356,6 +364,7 @@ def context_shift(text: str) -> ContextShift:
     Texts longer than ``QUERY_MAX_TOKENS`` tokens without a ``LISTENING_WORDS`` token are prose,
     not music requests: no shift.
     """
+    table = CONTEXT_SHIFTS if table is None else table
     tokens = tokenize(text)
     if len(tokens) > QUERY_MAX_TOKENS and not any(t in LISTENING_WORDS for t in tokens):
         return ContextShift(0.0, 0.0, ())
@@ -366,10 +375,10 @@ def context_shift(text: str) -> ContextShift:
     while i < len(tokens):
         width, entry = 1, None
         if i + 1 < len(tokens):
-            entry = _cue_entry(tokens[i] + tokens[i + 1])
+            entry = _cue_entry(tokens[i] + tokens[i + 1], table)
             width = 2 if entry else 1
         if entry is None:
-            entry = _cue_entry(tokens[i])
+            entry = _cue_entry(tokens[i], table)
         if entry is not None and entry not in seen:
             seen.add(entry)
             before = tokens[max(0, i - NEGATION_WINDOW) : i]
@@ -381,7 +390,7 @@ def context_shift(text: str) -> ContextShift:
                     scale = 1.0 + VADER_BOOST
                 elif before and before[-1] in DAMPENERS:
                     scale = 1.0 - VADER_BOOST
-                v, a, _ = CONTEXT_SHIFTS[entry]
+                v, a, _ = table[entry]
                 dv += scale * v
                 da += scale * a
                 found.append(entry)

@@ -12,10 +12,17 @@ Keys are normalised words (lower case, letters and digits only: "Hip-Hop" → "h
 metal" → "heavymetal"); MusicCaps aspects also count for each of their words ("slow tempo" → "slow",
 "tempo"). Confidence grows with support: ``n / (n + SUPPORT_HALF)``. Cost: one pass over the
 corpora, O(items × tags).
+
+Besides the means, the items give what a prior is worth for one track (used by
+:mod:`pipelines.mood.metadata_mood`): the MTG-Jamendo items' mood spread; the correlation of the
+priors of an item's keys with its mood, artist-disjoint cross-validated within MTG-Jamendo and
+across corpora (priors of one corpus alone against the other's items); and the share of mood
+variance between MTG-Jamendo artists (one-way ANOVA intra-class correlation).
 """
 
 import ast
 import re
+import zlib
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -27,12 +34,14 @@ import polars as pl
 
 from pipelines import store
 from pipelines.mood.lexicon import MoodLexicon, resolve_open_file
+from pipelines.mood.metrics import pearson_r
 from pipelines.mood.tags import MOODTHEME_FILE, MOODTHEME_PREFIX, scorer_for
 
 MTG_FILE = "corpus/mtg_jamendo_tags.csv"
 MUSICCAPS_FILE = "corpus/musiccaps.csv"
 SUPPORT_HALF = 25.0  # items at which a prior's confidence reaches one half
 MIN_SUPPORT = 5  # fewer items: no prior
+CV_FOLDS = 5  # artist-disjoint folds of the reliability estimate
 _NON_ALNUM = re.compile(r"[^a-z0-9]+")
 
 # (valence, arousal, confidence) of one mood word, or None when it has no mood.
@@ -84,17 +93,29 @@ def _pooled(moods: Sequence[tuple[float, float, float]]) -> tuple[float, float, 
     return float(np.average(m[:, 0], weights=w)), float(np.average(m[:, 1], weights=w)), float(w.mean())
 
 
-def _mtg_items(path: Path, word_mood: WordMood, acc: _Accumulator) -> int:
-    df = pl.read_csv(path, columns=["genres", "instruments", "moods"]).filter(pl.col("moods").is_not_null())
-    used = 0
-    for genres, instruments, moods in df.iter_rows():
-        mood = _pooled([m for m in (word_mood(t) for t in moods.split("|")) if m is not None])
+@dataclass(frozen=True)
+class Item:
+    """One MTG-Jamendo track with a mood: its artist, its genre/instrument keys and its pooled mood."""
+
+    artist: str | None
+    keys: frozenset[str]
+    mood: tuple[float, float, float]
+
+
+def _mtg_items(path: Path, word_mood: WordMood, acc: _Accumulator) -> list[Item]:
+    has_artist = "artist_id" in pl.read_csv(path, n_rows=0).columns
+    cols = ["genres", "instruments", "moods"] + (["artist_id"] if has_artist else [])
+    df = pl.read_csv(path, columns=cols).filter(pl.col("moods").is_not_null())
+    items: list[Item] = []
+    for row in df.iter_rows(named=True):
+        mood = _pooled([m for m in (word_mood(t) for t in row["moods"].split("|")) if m is not None])
         if mood is None:
             continue
-        tags = [t for col in (genres, instruments) if col for t in col.split("|")]
-        acc.add({k for t in tags for k in _keys_of(t, words=False)}, mood)
-        used += 1
-    return used
+        tags = [t for col in (row["genres"], row["instruments"]) if col for t in col.split("|")]
+        keys = frozenset(k for t in tags for k in _keys_of(t, words=False))
+        acc.add(keys, mood)
+        items.append(Item(artist=row.get("artist_id"), keys=keys, mood=mood))
+    return items
 
 
 def musiccaps_aspects(data_dir: Path) -> list[list[str]]:
@@ -109,19 +130,24 @@ def musiccaps_aspects(data_dir: Path) -> list[list[str]]:
     return out
 
 
-def _musiccaps_items(clips: Sequence[Sequence[str]], word_mood: WordMood, acc: _Accumulator) -> int:
-    used = 0
+def _musiccaps_items(clips: Sequence[Sequence[str]], word_mood: WordMood, acc: _Accumulator) -> list[Item]:
+    """Adds every aspect's keys with the clip's *other* mood aspects; returns one item per clip with
+    a mood: the keys of its aspects that are not mood words, the pooled mood of those that are."""
+    items: list[Item] = []
     for aspects in clips:
         scored = [(a, word_mood(a)) for a in aspects]
         moody = [(a, m) for a, m in scored if m is not None]
         if not moody:
             continue
-        used += 1
         for aspect in aspects:
             mood = _pooled([m for a, m in moody if a != aspect])  # never explained by itself
             if mood is not None:
                 acc.add(_keys_of(aspect, words=True), mood)
-    return used
+        whole = _pooled([m for _, m in moody])
+        keys = frozenset(k for a, m in scored if m is None for k in _keys_of(a, words=True))
+        if whole is not None:
+            items.append(Item(artist=None, keys=keys, mood=whole))
+    return items
 
 
 @dataclass(frozen=True)
@@ -131,6 +157,10 @@ class TagPriors:
     priors: dict[str, TagPrior]
     mean: tuple[float, float]
     items: dict[str, int]  # items used per corpus
+    spread: tuple[float, float] = (1.0, 1.0)  # SD of the MTG-Jamendo items' moods per axis
+    reliability: tuple[float, float] = (0.0, 0.0)  # CV r of genre/instrument priors vs item moods per axis
+    transfer: tuple[float, float] = (0.0, 0.0)  # the same r across corpora (MTG-Jamendo ↔ MusicCaps)
+    artist_icc: tuple[float, float] = (0.0, 0.0)  # share of item mood variance between artists per axis
 
     def lookup(self, tag: str) -> TagPrior | None:
         """The prior of ``tag``: its own key, else its singular ("vocalists" → "vocalist"), else None."""
@@ -148,10 +178,19 @@ def learn_tag_priors(
     ``clips``: the aspect lists when the caller has read them already)."""
     acc = _Accumulator()
     clips = musiccaps_aspects(data_dir) if clips is None else clips
-    items = {
-        "mtg_jamendo": _mtg_items(resolve_open_file(data_dir=data_dir, relative=MTG_FILE), word_mood, acc),
-        "musiccaps": _musiccaps_items(clips, word_mood, acc),
-    }
+    mtg = _mtg_items(resolve_open_file(data_dir=data_dir, relative=MTG_FILE), word_mood, acc)
+    caps = _musiccaps_items(clips, word_mood, acc)
+    items = {"mtg_jamendo": len(mtg), "musiccaps": len(caps)}
+    priors, mean = _means(acc)
+    moods = np.array([it.mood for it in mtg]).reshape(-1, 3)
+    caps_only = _musiccaps_only(acc, mtg)
+    return TagPriors(priors=priors, mean=mean, items=items, spread=_weighted_sd(moods),
+                     reliability=_cv_reliability(mtg, caps_only), transfer=_transfer(mtg, caps, caps_only),
+                     artist_icc=_artist_icc(mtg))
+
+
+def _means(acc: _Accumulator) -> tuple[dict[str, TagPrior], tuple[float, float]]:
+    """Priors with enough support, and the weighted mean over every (item, key) pair."""
     priors: dict[str, TagPrior] = {}
     total = np.zeros(3)
     for key, (sv, sa, sw) in acc.sums.items():
@@ -161,7 +200,110 @@ def learn_tag_priors(
             continue
         priors[key] = TagPrior(valence=sv / sw, arousal=sa / sw, confidence=n / (n + SUPPORT_HALF), support=n)
     mean = (float(total[0] / total[2]), float(total[1] / total[2])) if total[2] > 0 else (0.0, 0.0)
-    return TagPriors(priors=priors, mean=mean, items=items)
+    return priors, mean
+
+
+def _weighted_sd(moods: np.ndarray) -> tuple[float, float]:
+    """Confidence-weighted SD per axis of (n, 3) moods; (1, 1) with fewer than two items."""
+    if len(moods) < 2 or moods[:, 2].sum() <= 0:
+        return (1.0, 1.0)
+    w = moods[:, 2]
+    mu = np.average(moods[:, :2], axis=0, weights=w)
+    sd = np.sqrt(np.average((moods[:, :2] - mu) ** 2, axis=0, weights=w))
+    return float(max(sd[0], 1e-6)), float(max(sd[1], 1e-6))
+
+
+def _musiccaps_only(acc: _Accumulator, mtg: Sequence[Item]) -> _Accumulator:
+    """``acc`` minus the MTG-Jamendo items: what every CV fold learns from besides its MTG train items."""
+    out = _Accumulator()
+    out.sums.update({k: v.copy() for k, v in acc.sums.items()})
+    out.counts.update(acc.counts)
+    for it in mtg:
+        v, a, w = it.mood
+        for k in it.keys:
+            out.sums[k] -= (w * v, w * a, w)
+            out.counts[k] -= 1
+    return out
+
+
+def _cv_reliability(mtg: Sequence[Item], base: _Accumulator, folds: int = CV_FOLDS) -> tuple[float, float]:
+    """Pearson r per axis between an MTG-Jamendo item's mood and the support-weighted mean of its keys'
+    priors, the priors learned without the item's artist (artist-disjoint folds; MusicCaps in every
+    fold). Items none of whose keys has a prior predict the fold's mean. (0, 0) with too few items."""
+    if len(mtg) < 2 * folds:
+        return (0.0, 0.0)
+    fold_of = [hash_fold(it.artist if it.artist is not None else f"item{i}", folds) for i, it in enumerate(mtg)]
+    pred = np.zeros((len(mtg), 2))
+    for f in range(folds):
+        acc = _Accumulator()
+        acc.sums.update({k: v.copy() for k, v in base.sums.items()})
+        acc.counts.update(base.counts)
+        for it, fo in zip(mtg, fold_of):
+            if fo != f:
+                acc.add(it.keys, it.mood)
+        priors, mean = _means(acc)
+        for i, (it, fo) in enumerate(zip(mtg, fold_of)):
+            if fo == f:
+                pred[i] = prior_mean([priors[k] for k in it.keys if k in priors], default=mean)
+    y = np.array([it.mood[:2] for it in mtg])
+    return tuple(float(np.clip(np.nan_to_num(pearson_r(pred[:, j], y[:, j])), 0.0, 1.0)) for j in range(2))  # type: ignore[return-value]
+
+
+def _predict_r(items: Sequence[Item], acc: _Accumulator) -> np.ndarray:
+    """Pearson r per axis of the items' moods vs the priors of ``acc`` over their keys (0 if undefined)."""
+    if len(items) < 3:
+        return np.zeros(2)
+    priors, mean = _means(acc)
+    pred = np.array([prior_mean([priors[k] for k in it.keys if k in priors], default=mean) for it in items])
+    y = np.array([it.mood[:2] for it in items])
+    return np.array([np.nan_to_num(pearson_r(pred[:, j], y[:, j])) for j in range(2)])
+
+
+def _transfer(mtg: Sequence[Item], caps: Sequence[Item], caps_only: _Accumulator) -> tuple[float, float]:
+    """How priors carry over to another catalogue: the mean, over the two directions, of the r per
+    axis of priors learned on one corpus alone (MTG-Jamendo, MusicCaps) against the other's item
+    moods, clipped to [0, 1]."""
+    mtg_only = _Accumulator()
+    for it in mtg:
+        mtg_only.add(it.keys, it.mood)
+    r = (_predict_r(caps, mtg_only) + _predict_r(mtg, caps_only)) / 2.0
+    return float(np.clip(r[0], 0.0, 1.0)), float(np.clip(r[1], 0.0, 1.0))
+
+
+def prior_mean(found: Sequence[TagPrior], *, default: tuple[float, float]) -> tuple[float, float]:
+    """Support-confidence-weighted mean (valence, arousal) of several priors; ``default`` when none."""
+    if not found:
+        return default
+    w = np.array([p.confidence for p in found])
+    va = np.array([[p.valence, p.arousal] for p in found])
+    return tuple(float(x) for x in (w[:, None] * va).sum(0) / w.sum())  # type: ignore[return-value]
+
+
+def hash_fold(key: str, folds: int) -> int:
+    """A stable fold number of ``key`` (same key, same fold, in every run)."""
+    return zlib.crc32(key.encode()) % folds
+
+
+def _artist_icc(mtg: Sequence[Item]) -> tuple[float, float]:
+    """One-way ANOVA intra-class correlation of item moods by artist, per axis, clipped to [0, 1];
+    (0, 0) without at least two artists with two items."""
+    groups: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    for it in mtg:
+        if it.artist is not None:
+            groups[it.artist].append(it.mood[:2])
+    groups = {a: g for a, g in groups.items() if len(g) >= 2}
+    if len(groups) < 2:
+        return (0.0, 0.0)
+    arrays = [np.asarray(g) for g in groups.values()]
+    sizes = np.array([len(g) for g in arrays], dtype=np.float64)
+    n, k = sizes.sum(), len(arrays)
+    grand = np.concatenate(arrays).mean(axis=0)
+    ss_between = sum(len(g) * (g.mean(axis=0) - grand) ** 2 for g in arrays)
+    ss_within = sum(((g - g.mean(axis=0)) ** 2).sum(axis=0) for g in arrays)
+    ms_b, ms_w = ss_between / (k - 1), ss_within / (n - k)
+    n0 = (n - (sizes**2).sum() / n) / (k - 1)  # effective group size for unequal groups
+    icc = (ms_b - ms_w) / (ms_b + (n0 - 1) * ms_w)
+    return tuple(float(np.clip(x, 0.0, 1.0)) for x in icc)  # type: ignore[return-value]
 
 
 def _mood_vocabulary(data_dir: Path) -> set[str]:

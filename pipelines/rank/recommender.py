@@ -6,8 +6,11 @@ Five timed stages per request (``RecommendResponse.metadata.stages``, millisecon
    then steered by the seeds and an explicit mood target.
 2. retrieval — text, mood and audio searches restricted to the allow-list, merged into candidates
    that carry their similarities and vectors (:mod:`pipelines.rank.retrieve`).
-3. scoring — weighted signals per query type, popularity (:mod:`pipelines.rank.score`).
-4. reranking — MMR with artist spacing and version dedup (:mod:`pipelines.rank.rerank`).
+3. scoring — confidence- and spread-weighted signals per query type, popularity
+   (:mod:`pipelines.rank.score`); in ``mode="full"`` a learned ranker, when given, orders the
+   candidates (its scores mapped to [0, 1] within the request) and the hand scores explain them.
+4. reranking — MMR with artist spacing and version dedup (:mod:`pipelines.rank.rerank`) over the
+   relevance mapped to [0, 1] within the request (:func:`unit_relevance`).
 5. postprocessing — the allow-list (:mod:`pipelines.rank.allow`; built before retrieval, which
    it restricts, but its time is reported here) and result assembly.
 
@@ -19,11 +22,13 @@ the confidence-weighted blend of the detected query mood and the seeds' mean moo
 
 ``mode="baseline"``: the query embedding's exact inner product over the text vectors of the
 allowed rows (same hard constraints: filters and no DEAD links), top k, nothing else.
+``mode="hand"``: the hand weights even when a ranker is loaded; ``"no_text"`` / ``"no_audio"`` /
+``"no_mood"``: the hand weights without that signal (ablations; the ranker is not used).
 """
 
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import polars as pl
@@ -41,6 +46,7 @@ from pipelines.rank.types import (
     DEFAULT_DIVERSITY,
     MAX_SEEDS,
     MMR_LAMBDA,
+    MODES,
     STAGES,
     Filters,
     Metadata,
@@ -63,8 +69,21 @@ from pipelines.rank.understand import (
 )
 
 
+def unit_relevance(scores: np.ndarray) -> np.ndarray:
+    """(c,) float32 ``scores`` mapped to [0, 1] within the request (min → 0, max → 1; all equal → 1)."""
+    s = np.nan_to_num(np.asarray(scores, dtype=np.float64), nan=-np.inf)
+    finite = np.isfinite(s)
+    if not finite.any():
+        return np.zeros(len(s), np.float32)
+    lo, hi = float(s[finite].min()), float(s[finite].max())
+    out = np.where(finite, (s - lo) / (hi - lo) if hi > lo else 1.0, 0.0)
+    return out.astype(np.float32)
+
+
 def check_request(req: RecommendRequest) -> None:
     """The domain rules of a request; InvalidInputError naming the field breaks one."""
+    if req.mode not in MODES:
+        raise InvalidInputError(f"mode must be one of {', '.join(MODES)}, got {req.mode!r}", field="mode")
     if req.diversity is not None and not 0.0 <= float(req.diversity) <= 1.0:
         raise InvalidInputError(f"diversity must be in [0, 1], got {req.diversity}", field="diversity")
     if len(req.seed_track_ids) > MAX_SEEDS:
@@ -81,6 +100,16 @@ def check_request(req: RecommendRequest) -> None:
         raise InvalidInputError("min_year > max_year", field="filters.min_year")
 
 
+class Ranker(Protocol):
+    """A learned ranker over one request's candidates (``pipelines.rank.learned.LearnedRanker``)."""
+
+    def predict(
+        self, cands: Candidates, qu: QueryUnderstanding, priors: TrackPriors, breakdown: ScoreBreakdown
+    ) -> np.ndarray:
+        """(c,) float scores of the candidates, higher = better."""
+        ...
+
+
 class Recommender:
     """Recommendations over one loaded :class:`Bundle` (thread-safe; one per served version)."""
 
@@ -93,9 +122,12 @@ class Recommender:
         lexicon: Any | None = None,
         mood_terms: Sequence[str] | None = None,
         max_workers: int = 3,
+        ranker: Ranker | None = None,
     ) -> None:
+        """``ranker``: orders the candidates in ``mode="full"`` (None: the hand scores do)."""
         self.bundle = bundle
         self.encoder = encoder
+        self.ranker = ranker
         if query_mood is None:
             from pipelines.mood.query import QueryMoodModel
 
@@ -118,7 +150,8 @@ class Recommender:
         self._live = (tracks[S.URL_STATUS] != S.DEAD).fill_null(True).to_numpy()
         self.allow = AllowList(tracks_path=bundle.tracks_path, live=self._live)
         self.retriever = Retriever(
-            bundle=bundle, live=self._live, live_ids=self.allow.live_ids, mood_conf=self.priors.mood_conf,
+            bundle=bundle, live=self._live, live_ids=self.allow.live_ids,
+            seed_weight=self.priors.mood_conf * self.priors.audio_conf,
             artist_code=self._artist_code, version_code=self._version_code, max_workers=max_workers,
         )
         ids = tracks[S.TRACK_ID]
@@ -167,8 +200,15 @@ class Recommender:
     def retrieve(self, qu: QueryUnderstanding, allow: np.ndarray, *, seed_rows: np.ndarray | None = None) -> Candidates:
         return self.retriever.retrieve(qu, allow, seed_rows=seed_rows)
 
-    def score_breakdown(self, cands: Candidates, qu: QueryUnderstanding) -> ScoreBreakdown:
-        return score(cands, qu, self.priors)
+    def score_breakdown(self, cands: Candidates, qu: QueryUnderstanding, *, mode: str = "full") -> ScoreBreakdown:
+        return score(cands, qu, self.priors, mode=mode)
+
+    def relevance(self, cands: Candidates, qu: QueryUnderstanding, sb: ScoreBreakdown, *, mode: str) -> np.ndarray:
+        """(c,) relevance that orders the candidates: the ranker's scores mapped to [0, 1] in
+        ``mode="full"`` when a ranker is loaded, else the hand totals."""
+        if mode != "full" or self.ranker is None or len(cands) == 0:
+            return sb.total
+        return unit_relevance(self.ranker.predict(cands, qu, self.priors, sb))
 
     def rerank(
         self, *, cand: np.ndarray, scores: np.ndarray, k: int, mmr_lambda: float = MMR_LAMBDA,
@@ -178,10 +218,14 @@ class Recommender:
 
         ``vectors(positions)``: the text vectors of those candidates (default: decoded from the bundle).
         """
+        audio_index, extracted = self.bundle.audio, self.priors.audio_extracted[cand]
         return mmr(
             scores=scores, k=k, mmr_lambda=mmr_lambda,
             vectors=vectors or (lambda pos: self.bundle.text.rows(cand[pos])),
             artists=self._artist_code[cand], versions=self._version_code[cand],
+            # recordings only: an imputed audio vector is an average of donors, not a sound
+            audio=None if audio_index is None else (lambda pos: audio_index.rows(cand[pos]) * extracted[pos, None]),
+            moods=np.where(self.bundle.has_mood[cand, None], self.priors.va[cand], np.nan),
         )
 
     # ---------------------------------------------------------------- assembly
@@ -244,19 +288,21 @@ class Recommender:
         stages["retrieval"] = (time.perf_counter() - t) * 1000
 
         t = time.perf_counter()
-        sb = self.score_breakdown(cands, qu)
+        sb = self.score_breakdown(cands, qu, mode=req.mode)
+        relevance = self.relevance(cands, qu, sb, mode=req.mode)
         stages["scoring"] = (time.perf_counter() - t) * 1000
 
         t = time.perf_counter()
         diversity = DEFAULT_DIVERSITY if req.diversity is None else float(req.diversity)
-        order = self.rerank(cand=cand, scores=sb.total, k=req.top_k, mmr_lambda=1.0 - diversity,
-                            vectors=cands.text_vectors)
+        # MMR weighs relevance against text similarity: relevance on one [0, 1] scale per request
+        order = self.rerank(cand=cand, scores=unit_relevance(relevance), k=req.top_k,
+                            mmr_lambda=1.0 - diversity, vectors=cands.text_vectors)
         stages["reranking"] = (time.perf_counter() - t) * 1000
 
         t = time.perf_counter()
         results = [
             self._track(
-                int(cand[p]), float(sb.total[p]), {name: float(arr[p]) for name, arr in sb.contrib.items()},
+                int(cand[p]), float(relevance[p]), {name: float(arr[p]) for name, arr in sb.contrib.items()},
                 explanation={name: float(arr[p]) for name, arr in sb.explanation.items()} if req.explain else None,
             )
             for p in order

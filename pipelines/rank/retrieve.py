@@ -22,6 +22,7 @@ from pipelines.rank.understand import QueryUnderstanding
 RETRIEVAL_K = 300  # per index
 AUDIO_SEED_K = 25  # tracks nearest the target mood whose audio vectors form the audio query
 ARTIST_CAP_CANDIDATES = 20  # at most this many merged candidates per artist
+MOOD_ANCHOR = 0.35  # the mood search looks at least this far out on each axis
 
 _EMPTY = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32))
 
@@ -102,6 +103,14 @@ def with_vectors(
     )
 
 
+def mood_anchor(valence: float, arousal: float) -> np.ndarray:
+    """(2,) float32 point the mood search looks around: the target pushed out to at least
+    MOOD_ANCHOR on each axis, on its side of 0 (0 counts as positive), so a mild target still
+    retrieves tracks that clearly have its kind of mood (scoring treats stronger as no worse)."""
+    t = np.array([valence, arousal], dtype=np.float32)
+    return (np.where(t >= 0, 1.0, -1.0) * np.maximum(np.abs(t), MOOD_ANCHOR)).astype(np.float32)
+
+
 def _run_now(fn: Callable[..., Any], *args: Any) -> Future:
     """``fn(*args)`` in this thread, as a completed Future (the pool-less retrieval path)."""
     fut: Future = Future()
@@ -116,18 +125,19 @@ class Retriever:
     """The three searches over one bundle (thread-safe; ``max_workers=0`` runs them inline).
 
     ``live`` (n,) bool: rows whose link is not DEAD; ``live_ids`` the allow-list object an
-    unfiltered request passes (compared by identity); ``mood_conf`` (n,) mood confidences;
+    unfiltered request passes (compared by identity); ``seed_weight`` (n,) how much each row's
+    audio vector counts in a mood-derived audio query (mood confidence × audio confidence);
     ``artist_code`` / ``version_code`` (n,) int64 (-1 = none).
     """
 
     def __init__(
-        self, *, bundle: Bundle, live: np.ndarray, live_ids: np.ndarray, mood_conf: np.ndarray,
+        self, *, bundle: Bundle, live: np.ndarray, live_ids: np.ndarray, seed_weight: np.ndarray,
         artist_code: np.ndarray, version_code: np.ndarray, max_workers: int = 3,
     ) -> None:
         self.bundle = bundle
         self.live = live
         self.live_ids = live_ids
-        self.mood_conf = mood_conf
+        self.seed_weight = seed_weight
         self.artist_code = artist_code
         self.version_code = version_code
         # Rows that may seed the audio query (have audio and a mood), for unfiltered requests.
@@ -164,7 +174,7 @@ class Retriever:
 
         There is no audio in a text query, so the audio query is the confidence-weighted mean of
         the audio vectors of the AUDIO_SEED_K tracks (with audio) nearest the target mood; weights
-        are each track's mood_confidence (uniform if all are 0).
+        are each track's ``seed_weight`` (uniform if all are 0), so recordings outweigh imputations.
         """
         b = self.bundle
         if b.audio is None or b.mood is None:
@@ -183,7 +193,7 @@ class Retriever:
             ids, _ = b.mood.search(q, AUDIO_SEED_K, seeds_allow)
         if len(ids) == 0:
             return None
-        w = self.mood_conf[ids].astype(np.float64)
+        w = self.seed_weight[ids].astype(np.float64)
         if w.sum() <= 0:
             w = np.ones_like(w)
         vec = (w[:, None] * b.audio.rows(ids)).sum(0) / w.sum()
@@ -205,7 +215,8 @@ class Retriever:
     def retrieve(
         self, qu: QueryUnderstanding, allow: np.ndarray, *, seed_rows: np.ndarray | None = None
     ) -> Candidates:
-        """Merged candidates of the text, mood and audio searches, with their vectors.
+        """Merged candidates of the text, mood and audio searches, with their vectors. The mood
+        search and the mood-derived audio query look around :func:`mood_anchor` of the target.
 
         ``seed_rows`` (s,) int64: their mean audio vector is the audio query when they have audio;
         they and every other version of them (same dedup key) are removed from the candidates.
@@ -215,7 +226,7 @@ class Retriever:
         b = self.bundle
         seeds = np.zeros(0, np.int64) if seed_rows is None else np.asarray(seed_rows, np.int64)
         k = RETRIEVAL_K + len(seeds)  # the seeds themselves are likely hits: keep k useful results
-        target = np.array([qu.valence, qu.arousal], dtype=np.float32)
+        target = mood_anchor(qu.valence, qu.arousal)
         submit = self._pool.submit if self._pool is not None else _run_now
         text_f = submit(self.search, b.text, qu.embedding, k, allow)
         mood_f = submit(self.search, b.mood, target, k, allow)
@@ -225,7 +236,7 @@ class Retriever:
             if seed_audio is not None:
                 qa, source = seed_audio, "seeds"
             else:
-                qa = self.audio_query_vector(valence=qu.valence, arousal=qu.arousal, allow=allow)
+                qa = self.audio_query_vector(valence=float(target[0]), arousal=float(target[1]), allow=allow)
                 source = "none" if qa is None else "target_mood"
             if qa is None:
                 return _EMPTY, None, source

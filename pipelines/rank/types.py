@@ -10,7 +10,11 @@ from typing import Annotated, Literal
 import msgspec
 
 QueryType = Literal["mood", "genre", "artist", "attribute", "default"]
-Mode = Literal["full", "baseline"]
+# "full": the learned ranker when one is loaded, else the hand weights; "hand": the hand weights;
+# "no_text" / "no_audio" / "no_mood": the hand weights without that signal (ablations);
+# "baseline": the query embedding's exact inner product over the text vectors, nothing else.
+Mode = Literal["full", "baseline", "hand", "no_text", "no_audio", "no_mood"]
+MODES: tuple[str, ...] = ("full", "baseline", "hand", "no_text", "no_audio", "no_mood")
 STAGES: tuple[str, ...] = ("query_understanding", "retrieval", "scoring", "reranking", "postprocessing")
 
 DEFAULT_TOP_K = 20
@@ -95,7 +99,9 @@ class Track(Out):
     url_status: str | None
     score: float
     mood: TrackMood
-    signals: dict[str, float] = {}  # per-signal contributions (sum = score)
+    # the hand scoring's per-signal contributions (sum = score unless a learned ranker ordered
+    # the results: then score is the ranker's relevance, mapped to [0, 1] within the request)
+    signals: dict[str, float] = {}
     explanation: dict[str, float] | None = None  # raw sims + effective weights (explain=True)
 
 

@@ -190,7 +190,7 @@
   function renderTrack(t, i) {
     const li = el("li", { className: "result", "data-track-id": t.track_id });
     const head = el("div", { className: "result-head" });
-    const titleText = t.title || "Untitled";
+    const titleText = displayTitle(t);
     const titleId = `result-title-${i}`;
     const h = el("h3", { className: "result-title", id: titleId });
     const href = t.permalink_url ? safeHref(t.permalink_url) : null;
@@ -206,8 +206,21 @@
     head.appendChild(el("span", { className: `badge link-${status.toLowerCase()}`, title: "Link status" }, linkLabel(status)));
     li.appendChild(head);
 
-    li.appendChild(el("p", { className: "artist" }, t.artist || "Unknown artist"));
-    if (!t.title) li.appendChild(el("p", { className: "track-id muted" }, t.track_id));
+    // Who made it, as stored (catalogue ids included), then where the track comes from.
+    const d = t.display || {};
+    if (t.artist) li.appendChild(el("p", { className: "artist" }, t.artist));
+    const origin = d.source ? `${d.source} · ${d.source_id}` : t.track_id;
+    li.appendChild(el("p", { className: "track-id muted" }, origin));
+    if (!t.title && d.caption && d.title_from !== "caption") {
+      li.appendChild(el("p", { className: "caption muted" }, d.caption));
+    }
+    if (t.audio_url) {
+      const player = el("audio", {
+        controls: true, preload: "none", src: t.audio_url, className: "player",
+        "aria-label": `Play ${titleText}`,
+      });
+      li.appendChild(player);
+    }
 
     const meta = [];
     if (t.year !== null && t.year !== undefined) meta.push(String(t.year));
@@ -236,6 +249,13 @@
     actions.append(more, notArtist);
     li.appendChild(actions);
     return li;
+  }
+
+  // The title, else what identifies the track (the server's display title: caption words, tags, source id).
+  function displayTitle(t) {
+    if (t.title) return t.title;
+    if (t.display && t.display.title) return t.display.title;
+    return t.track_id;
   }
 
   function linkLabel(status) {
@@ -275,13 +295,14 @@
     return wrap;
   }
 
-  // explanation (explain=true): raw similarity × effective weight = contribution, per signal
+  // explanation (explain=true): raw similarity, its value after normalisation over the candidates
+  // (when the server reports one), effective weight; value × weight = contribution, per signal
   function renderExplanation(ex, sig) {
     const details = el("details", { className: "why" });
     details.appendChild(el("summary", {}, "Why this score?"));
     const table = el("table");
     const head = el("tr");
-    ["signal", "similarity", "weight", "contribution"].forEach((h) => head.appendChild(el("th", { scope: "col" }, h)));
+    ["signal", "similarity", "value", "weight", "contribution"].forEach((h) => head.appendChild(el("th", { scope: "col" }, h)));
     table.appendChild(el("thead")).appendChild(head);
     const tbody = el("tbody");
     const simKey = { text: "text_sim", audio: "audio_sim", mood: "mood_sim", collab: "collab" };
@@ -289,9 +310,11 @@
       const simv = ex[simKey[s]];
       const w = ex[`w_${s}`];
       if (simv === undefined && w === undefined) continue;
+      const value = ex[`${s}_value`] !== undefined ? ex[`${s}_value`] : simv;
       const row = el("tr");
       row.appendChild(el("th", { scope: "row" }, s));
       row.appendChild(el("td", {}, simv === undefined ? "–" : simv.toFixed(3)));
+      row.appendChild(el("td", {}, value === undefined ? "–" : value.toFixed(3)));
       row.appendChild(el("td", {}, w === undefined ? "–" : w.toFixed(3)));
       row.appendChild(el("td", {}, (sig[s] || 0).toFixed(3)));
       tbody.appendChild(row);
@@ -326,7 +349,7 @@
   function addSeed(t) {
     if (!state.seeds.some((s) => s.id === t.track_id)) {
       if (state.seeds.length >= MAX_SEEDS) state.seeds.shift();
-      state.seeds.push({ id: t.track_id, label: t.title || t.artist || t.track_id });
+      state.seeds.push({ id: t.track_id, label: displayTitle(t) });
     }
     renderSeeds();
     els.resultsTitle.focus();
@@ -508,7 +531,8 @@
         class: "point", r: 4, cx: toX(m.valence).toFixed(2), cy: toY(m.arousal).toFixed(2),
         "data-point-for": t.track_id, fill: moodColour(m.valence, m.arousal),
       });
-      c.appendChild(svg("title", {}, `${i + 1}. ${t.title || "Untitled"} — ${t.artist || "unknown artist"}`));
+      const by = t.artist ? ` — ${t.artist}` : "";
+      c.appendChild(svg("title", {}, `${i + 1}. ${displayTitle(t)}${by}`));
       c.addEventListener("click", (ev) => {
         ev.stopPropagation();
         const item = els.results.children[i];

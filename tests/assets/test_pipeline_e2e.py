@@ -96,7 +96,8 @@ def test_graph_materializes_and_publishes(built_store) -> None:
     assert tracks.height == len(crawl) - non_music.height
     va = tracks.select(S.VALENCE, S.AROUSAL).to_numpy()
     assert np.isfinite(va).all() and (np.abs(va) <= 1).all()
-    assert set(tracks.get_column(S.MOOD_SOURCE).unique().to_list()) <= {"audio", "text", "imputed", "fused"}
+    sources = set(tracks.get_column(S.MOOD_SOURCE).unique().to_list())
+    assert sources <= {"audio", "text", "imputed", "genre", "artist", "fused"}
     # the pages answered (VALID, with or without audio); one 404 makes the dead link SUSPECT, still served;
     # the other tracks have no link and were never asked
     status = dict(zip(tracks.get_column(S.TRACK_ID).to_list(), tracks.get_column(S.URL_STATUS).to_list()))

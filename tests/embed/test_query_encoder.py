@@ -211,3 +211,15 @@ def test_default_falls_back_to_torch_when_the_export_fails(tmp_path: Path, monke
     assert enc.precision in ("bf16", "fp32")
     with pytest.raises((RuntimeError, OSError)):
         query_encoder_from_env(environ={ENV_VAR: "onnx"}, cache_dir=blocked / "sub")
+
+
+def test_onnx_graph_hands_its_layer_features_to_the_memo(encoders, varied_texts) -> None:
+    """The exported graph's second output is the layer features of the torch pass (same blocks)."""
+    from pipelines.embed.layers import MEMO, embed_with_layers
+
+    MEMO.clear()
+    got = encoders["onnx"](varied_texts)
+    _, layers = embed_with_layers(varied_texts)
+    memo = MEMO.get(varied_texts, got)
+    assert memo is not None
+    np.testing.assert_allclose(memo, layers, atol=1e-3)

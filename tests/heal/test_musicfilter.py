@@ -7,7 +7,7 @@ import pytest
 
 from pipelines import schema as S
 from pipelines.heal.democorpus import jamendo_rows, librosa_rows, musiccaps_rows
-from pipelines.heal.musicfilter import classify_music, text_verdict
+from pipelines.heal.musicfilter import classify_music, leading_sounds, text_verdict
 from pipelines.store import DATA_DIR
 
 pytestmark = pytest.mark.skipif(not (DATA_DIR / "audio" / "librosa").exists(), reason="bundled data/ missing")
@@ -34,7 +34,7 @@ def test_librosa_text_evidence(librosa_crawl):
     assert out[S.TRACK_ID].to_list() == librosa_crawl[S.TRACK_ID].to_list()
     v = _verdicts(out)
     assert {t for t, (m, _) in v.items() if not m} == set(NON_MUSIC)
-    assert all("chapter" in v[t][1] or "read by" in v[t][1] for t in SPEECH)
+    assert all(any(w in v[t][1] for w in ("chapter", "read by", "narrat")) for t in SPEECH)
     assert "whale" in v[WHALE][1] and "howling" in v[DOG][1] and "bird" in v[ROBIN][1]
     assert sum(m for m, _ in v.values()) == 8
 
@@ -45,9 +45,11 @@ def test_music_corpora_stay_music():
     mc_rows = musiccaps_rows(data_dir=DATA_DIR)
     mc = classify_music(tracks=mc_rows, audio_features=None)
     flagged = mc.filter(~pl.col(S.IS_MUSIC))
-    # MusicCaps holds a handful of clips that are sound effects or animal noise, nothing more
-    assert 0 < flagged.height <= 20
-    assert flagged[S.MUSIC_REASON].str.ends_with("no music words").all()
+    # MusicCaps clips that are sound effects, speech or ambience, or are led by them: a few percent
+    assert 0.02 * mc.height < flagged.height < 0.08 * mc.height
+    reasons = flagged[S.MUSIC_REASON]
+    led = reasons.str.contains("leads the|non-music sounds named|spoken ")
+    assert (reasons.str.ends_with("no music words") | led).all()
     by_desc = mc_rows.join(mc, on=S.TRACK_ID)
     wolves = by_desc.filter(pl.col(S.DESCRIPTION).str.contains("wolves or werewolves howling"))
     assert wolves.height == 1 and not wolves[S.IS_MUSIC][0]
@@ -125,3 +127,50 @@ def test_sparse_solo_piano_is_music_by_audio_alone(tmp_path):
     tracks = pl.DataFrame({S.TRACK_ID: clips})
     out = classify_music(tracks=tracks, audio_features=feats)
     assert out[S.IS_MUSIC].to_list() == [True] * len(clips), out[S.MUSIC_REASON].to_list()
+
+
+@pytest.fixture(scope="module")
+def caps_rows() -> pl.DataFrame:
+    return musiccaps_rows(data_dir=DATA_DIR)
+
+
+def _caps(mc_rows: pl.DataFrame, ytid: str) -> pl.DataFrame:
+    rows = mc_rows.filter(pl.col(S.TRACK_ID).str.starts_with(f"musiccaps:{ytid}:"))
+    assert rows.height == 1, ytid
+    return rows
+
+
+@pytest.mark.parametrize(("ytid", "reason"), [
+    ("sK6ltq0-zgY", "'crumpling' leads the caption"),  # bag crumpling sound effect, then a melody
+    ("iEcWlreXhGc", "leads the"),  # a war horn / battle cry
+    ("K8On7nUJuP8", "'crying' leads the caption"),  # a baby crying over a song on a phone
+    ("iX53Jb72Nwk", "leads the"),  # sound effects from a movie trailer
+    ("nr9oLIsbDyQ", "spoken tutorial"),  # a french horn tutorial, a man speaking
+])
+def test_clips_led_by_non_music_sounds_are_dropped(caps_rows, ytid, reason) -> None:
+    row = _caps(caps_rows, ytid)
+    is_music, why = text_verdict(row=row.row(0, named=True))
+    assert is_music is False and reason in why, why
+    assert not classify_music(tracks=row, audio_features=None)[S.IS_MUSIC][0]
+
+
+@pytest.mark.parametrize("ytid", [
+    "0ZXWSO_Y2C0",  # melodic death metal with a "pig squeal" vocal technique
+    "ItLWKIhe58c",  # a trance track with an ambulance siren in the mix
+    "on18CWdmxn8",  # a pop song tagged "laughing"
+    "DTnCrtCro44",  # a didgeridoo piece with birds chirping behind it
+])
+def test_music_with_incidental_sounds_stays_music(caps_rows, ytid) -> None:
+    out = classify_music(tracks=_caps(caps_rows, ytid), audio_features=None)
+    assert out[S.IS_MUSIC][0], out[S.MUSIC_REASON][0]
+
+
+def test_leading_sounds_reads_order_negation_and_counts() -> None:
+    assert leading_sounds(row={S.DESCRIPTION: "Sound effects of a door closing. Then a piano."}) is not None
+    assert leading_sounds(row={S.DESCRIPTION: "A piano melody plays while a dog is barking."}) is None
+    assert leading_sounds(row={S.DESCRIPTION: "A flat male vocal talking over a bass."}) is not None  # voice = speech
+    assert leading_sounds(row={S.TAGS: "low quality, siren, punchy kick"}) is not None  # quality tags skipped
+    assert leading_sounds(row={S.TAGS: "hip hop, siren, punchy kick"}) is None  # led by music
+    assert leading_sounds(row={S.TAGS: "instrumental, no speech, calm"}) is None  # negated
+    assert leading_sounds(row={S.TAGS: "rock, guitar, thunder, explosions, engine revving"}) is not None
+    assert leading_sounds(row={S.TAGS: "rock, guitar, thunder, thunderstorm"}) is None  # 2 distinct, same sound

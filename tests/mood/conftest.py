@@ -1,17 +1,15 @@
 """Shared fixtures of the mood tests: the open text data and a query mood model trained on a subset.
 
 Training uses a fixed subset of EmoBank train (2,000 sentences) + every Glasgow word and is scored
-on 400 EmoBank dev sentences; embeddings are cached in pytest's cache folder keyed by the texts.
+on 400 EmoBank dev sentences; encoder features are cached in pytest's cache folder keyed by content.
 """
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from pipelines import store
-from pipelines.embed.sentence import embed_texts
 from pipelines.mood.lexicon import MoodLexicon, resolve_open_file
 from pipelines.mood.query import QueryMoodModel
 from pipelines.mood.query_training import TrainingData, load_emobank, load_glasgow_words, train_query_mood_model
@@ -38,16 +36,6 @@ def _subset(data: TrainingData, n: int, seed: int) -> TrainingData:
     )
 
 
-def _cached_embeddings(cache_dir: Path, texts: list[str]) -> np.ndarray:
-    key = hashlib.sha256("\x1f".join(texts).encode()).hexdigest()[:20]
-    path = cache_dir / f"{key}.npy"
-    if path.exists():
-        return np.load(path)
-    emb = embed_texts(texts)
-    np.save(path, emb)
-    return emb
-
-
 @pytest.fixture(scope="session")
 def lexicon() -> MoodLexicon:
     return MoodLexicon.from_files(data_dir=DATA_DIR)
@@ -64,8 +52,7 @@ def trained(request) -> tuple[QueryMoodModel, dict]:
         sources=np.concatenate([eb.sources, gl.sources]),
     )
     dev = _subset(load_emobank(data_dir=DATA_DIR, split="dev"), 400, seed=1)
-    train.embeddings = _cached_embeddings(cache_dir, train.texts)
-    dev.embeddings = _cached_embeddings(cache_dir, dev.texts)
     return train_query_mood_model(
-        data_dir=DATA_DIR, train=train, dev=dev, candidates=[("ridge", 3.0), ("mlp", 0.01)], n_ensemble=2
+        data_dir=DATA_DIR, train=train, dev=dev, alphas=(300.0, 3000.0), glasgow_weights=(0.0, 0.3),
+        cache=lambda key: cache_dir / f"{key}.npy",
     )

@@ -4,7 +4,14 @@ import numpy as np
 import polars as pl
 import pytest
 
-from pipelines.mood.fusion import fuse_track_moods, is_finite_prediction, plan_baseline_mood, pool_moods
+from pipelines.errors import InvalidInputError
+from pipelines.mood.fusion import (
+    fuse_evidences,
+    fuse_track_moods,
+    is_finite_prediction,
+    plan_baseline_mood,
+    pool_moods,
+)
 from pipelines.schema import AROUSAL, MOOD_CONFIDENCE, MOOD_SOURCE, TRACK_ID, VALENCE
 
 
@@ -35,7 +42,7 @@ def test_fusion_sources_and_weights() -> None:
         track_ids=[f"t{i}" for i in range(6)], audio_pred=audio, audio_is_imputed=imputed, text_pred=text
     )
     assert df.columns == [TRACK_ID, VALENCE, AROUSAL, MOOD_SOURCE, MOOD_CONFIDENCE]
-    assert df[MOOD_SOURCE].to_list() == ["fused", "audio", "imputed", "text", "prior", "fused"]
+    assert df[MOOD_SOURCE].to_list() == ["fused", "audio", "imputed", "text", None, "fused"]
     v, a, c = df[VALENCE].to_numpy(), df[AROUSAL].to_numpy(), df[MOOD_CONFIDENCE].to_numpy()
     # weights 0.9 / 0.3 → 0.75 / 0.25
     assert v[0] == pytest.approx(0.75 * 0.8 + 0.25 * 0.2)
@@ -46,7 +53,7 @@ def test_fusion_sources_and_weights() -> None:
     assert (v[1], a[1], c[1]) == (0.5, -0.5, 0.4)
     assert (v[2], c[2]) == (-0.2, 0.2)
     assert (v[3], a[3], c[3]) == (-0.7, -0.4, 0.6)
-    assert (v[4], a[4], c[4]) == (0.0, 0.0, 0.0)
+    assert df[VALENCE][4] is None and df[AROUSAL][4] is None and c[4] == 0.0  # no evidence, no mood
     assert v[5] == pytest.approx(0.0) and a[5] == pytest.approx(0.2) and c[5] == 0.0
 
 
@@ -95,3 +102,26 @@ def test_is_finite_prediction() -> None:
     assert is_finite_prediction(np.array([[0.5, -1.0, 0.2]]))
     assert not is_finite_prediction(np.array([[np.nan, 0.0, 0.2]]))
     assert not is_finite_prediction(np.array([[1.5, 0.0, 0.2]])) and not is_finite_prediction(np.array([[0, 0, 1.1]]))
+
+
+def test_fuse_evidences_names_what_a_mood_rests_on() -> None:
+    nan = [np.nan] * 3
+    audio = np.array([[0.6, 0.2, 0.4], nan, [0.2, 0.2, 0.3], nan, nan])
+    genre = np.array([[0.0, 0.4, 0.2], [0.3, -0.1, 0.15], [-0.2, 0.0, 0.1], nan, [0.1, 0.1, 0.2]])
+    artist = np.array([nan, nan, [0.5, 0.5, 0.4], nan, [0.3, 0.3, 0.1]])
+    kinds = np.array(["audio", "audio", "imputed", "audio", "audio"])
+    df = fuse_evidences(track_ids=list("abcde"), evidences=[
+        (audio, kinds), (None, np.full(5, "text")), (genre, np.full(5, "genre")), (artist, np.full(5, "artist")),
+    ])
+    # own audio + genre → fused; genre alone → genre; imputed audio + priors → the most confident
+    # kind; nothing → null; genre + artist without own evidence → the most confident kind
+    assert df[MOOD_SOURCE].to_list() == ["fused", "genre", "artist", None, "genre"]
+    v, a, c = df[VALENCE].to_list(), df[AROUSAL].to_list(), df[MOOD_CONFIDENCE].to_list()
+    assert v[0] == pytest.approx((0.4 * 0.6 + 0.2 * 0.0) / 0.6) and a[0] == pytest.approx((0.4 * 0.2 + 0.2 * 0.4) / 0.6)
+    d = np.hypot(0.6, 0.2)
+    assert c[0] == pytest.approx((0.16 + 0.04) / 0.6 * (1 - d / (2 * np.sqrt(2))))
+    assert (v[1], a[1], c[1]) == (0.3, -0.1, 0.15)
+    assert v[2] == pytest.approx((0.3 * 0.2 + 0.1 * -0.2 + 0.4 * 0.5) / 0.8)
+    assert v[3] is None and c[3] == 0.0
+    with pytest.raises(InvalidInputError):
+        fuse_evidences(track_ids=["a"], evidences=[(np.zeros((2, 3)), np.array(["audio"]))])

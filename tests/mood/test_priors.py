@@ -3,6 +3,7 @@
 import csv
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from pipelines.mood.lexicon import MoodLexicon
@@ -67,3 +68,44 @@ def test_shipped_priors_know_genres() -> None:
     for calm, lively in (("ambient", "dance"), ("slow", "pop")):
         assert priors.lookup(calm).arousal < priors.lookup(lively).arousal
     assert priors.lookup("metal").valence < priors.lookup("pop").valence
+
+
+def _artist_rows(tmp_path: Path, rows: list[tuple[str, str, str]]) -> None:
+    (tmp_path / "corpus").mkdir(parents=True)
+    with open(tmp_path / "corpus" / "mtg_jamendo_tags.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["track_id", "artist_id", "genres", "instruments", "moods"])
+        for i, (artist, g, m) in enumerate(rows):
+            w.writerow([f"t{i}", artist, g, "", m])
+    with open(tmp_path / "corpus" / "musiccaps.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["ytid", "aspect_list"])
+        for i in range(12):
+            w.writerow([f"y{i}", repr(["metal", "sad"] if i % 2 else ["pop", "happy"])])
+
+
+def test_reliability_transfer_and_artist_icc(tmp_path: Path) -> None:
+    """Genres that decide the mood give a high CV and cross-corpus r; artists whose tracks share a
+    mood give a high intra-class correlation; a genre unrelated to mood gives r ≈ 0."""
+    rows = [(f"a{i % 20}", "metal" if i % 20 < 10 else "pop", "sad" if i % 20 < 10 else "happy") for i in range(200)]
+    _artist_rows(tmp_path, rows)
+    priors = learn_tag_priors(word_mood=word_mood, data_dir=tmp_path)
+    assert priors.reliability[0] > 0.95 and priors.transfer[0] > 0.95
+    assert priors.artist_icc[0] > 0.95
+    assert priors.spread[0] == pytest.approx(0.7)  # moods ±0.7 around the mean
+
+
+def test_unrelated_genre_has_no_reliability(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    rows = [(f"a{i}", str(rng.choice(["metal", "pop"])), str(rng.choice(["sad", "happy"]))) for i in range(400)]
+    _artist_rows(tmp_path, rows)
+    priors = learn_tag_priors(word_mood=word_mood, data_dir=tmp_path)
+    assert priors.reliability[0] < 0.15 and priors.artist_icc[0] == 0.0  # one track per artist
+
+
+def test_shipped_priors_reliability() -> None:
+    """Within MTG-Jamendo (artist-disjoint CV) genres predict mood better than across corpora."""
+    priors = tag_priors(lexicon=MoodLexicon.from_files(data_dir=DATA_DIR), data_dir=DATA_DIR)
+    for axis in range(2):
+        assert 0.0 < priors.transfer[axis] < priors.reliability[axis] < 0.6
+        assert 0.1 < priors.artist_icc[axis] < 0.9

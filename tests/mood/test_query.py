@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from pipelines import store
-from pipelines.embed.sentence import embed_texts
+from pipelines.embed.layers import MEMO, embed_with_layers
+from pipelines.embed.query import QueryEncoder
 from pipelines.mood.query import QueryMoodModel
 from tests.mood.conftest import needs_text_data
 
@@ -54,40 +55,51 @@ def test_confidence_ranks_clear_above_vague(trained) -> None:
     assert pred[0, 2] > pred[1, 2]
 
 
-def test_predict_with_given_embeddings_and_save_load(trained, tmp_path: Path) -> None:
+def test_heads_by_available_features_and_save_load(trained, tmp_path: Path) -> None:
+    """Without embeddings the model encodes (embedding + layer features) and uses the full head;
+    the same features passed in give the same numbers; embeddings alone (no layer features in the
+    memo) fall back to the pooled head."""
     model, _ = trained
     texts = ["happy dance party", "sad rainy day"]
-    emb = embed_texts(texts)
-    a = model.predict(texts, embeddings=emb)
-    b = model.predict(texts)
-    np.testing.assert_allclose(a, b, atol=1e-5)
+    emb, layers = embed_with_layers(texts)
+    a = model.predict(texts)
+    np.testing.assert_allclose(model.predict(texts, embeddings=emb, layers=layers), a, atol=1e-5)
+    MEMO.clear()
+    pooled = model.predict(texts, embeddings=emb)
+    x_full, full = model.features(texts, embeddings=emb, layers=layers)
+    x_pooled, not_full = model.features(texts, embeddings=emb)
+    assert full and not not_full and x_full.shape[1] > x_pooled.shape[1]
+    assert pooled[0, 0] > pooled[1, 0] and a[0, 0] > a[1, 0]
     path = model.save(tmp_path / "qm.joblib")
     loaded = QueryMoodModel.load(path)
-    np.testing.assert_allclose(loaded.predict(texts, embeddings=emb), a)
+    np.testing.assert_allclose(loaded.predict(texts, embeddings=emb, layers=layers), a)
     assert model.predict([]).shape == (0, 3)
     with pytest.raises(ValueError):
         model.predict(texts, embeddings=emb[:1])
+    with pytest.raises(ValueError):
+        model.predict(texts, embeddings=emb, layers=layers[:, :10])
 
 
-def test_member_fast_path_equals_sklearn_predict(trained) -> None:
-    # The per-request numpy forward pass must give what sklearn's predict gives (sklearn keeps
-    # float32 inputs in float32, the fast path works in float64: ~1e-7 apart), for the
-    # trained members (whichever kind won) and for both regressor kinds fitted here on real rows.
-    from sklearn.linear_model import Ridge
-    from sklearn.neural_network import MLPRegressor
-
-    from pipelines.mood.query import _member_predict
-
+def test_serving_encoder_hands_layer_features_to_the_model(trained) -> None:
+    """The torch serving encoder leaves its pass's layer features in the memo: the model answers
+    from them with the full head, as if it had encoded the text itself."""
     model, _ = trained
-    texts = ["i miss my ex", "upbeat morning workout", "rock guitar solo", "calm piano for sleep"]
-    x = model.features(texts, embeddings=embed_texts(texts))
-    for member in model.members:
-        np.testing.assert_allclose(_member_predict(member, x), member.predict(x), rtol=0, atol=1e-6)
-    rng = np.random.default_rng(0)
-    y = x[:, :2] @ rng.standard_normal((2, 2))  # any targets: only the forward pass is compared
-    xx = np.vstack([x] * 8)
-    yy = np.vstack([y] * 8) + rng.standard_normal((32, 2)) * 0.1
-    mlp = MLPRegressor(hidden_layer_sizes=(16,), activation="tanh", max_iter=50, random_state=0)
-    for est in (Ridge(alpha=1.0), mlp):
-        est.fit(xx, yy)
-        np.testing.assert_allclose(_member_predict(est, x), est.predict(x), rtol=0, atol=1e-6)
+    MEMO.clear()
+    texts = ["i miss my ex"]
+    emb = QueryEncoder(precision="fp32")(texts)
+    assert MEMO.get(texts, emb) is not None
+    np.testing.assert_allclose(model.predict(texts, embeddings=emb), model.predict(texts), atol=1e-4)
+    other = emb.copy()
+    other[0, :8] += 0.1  # an embedding the memo did not see: no layer features handed out
+    assert MEMO.get(texts, other) is None
+
+
+def test_a_model_file_of_another_version_is_refused_with_what_to_do(tmp_path) -> None:
+    import joblib
+
+    from pipelines.errors import UnavailableError
+
+    path = tmp_path / "old.joblib"
+    joblib.dump({"version": 1, "model": object()}, path)
+    with pytest.raises(UnavailableError, match="version 1.*moodscape materialize"):
+        QueryMoodModel.load(path)

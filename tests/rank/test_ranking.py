@@ -105,11 +105,15 @@ def test_full_recommendation(rec) -> None:
     assert res.metadata.store_version == "test-v1"
     assert len({t.track_id for t in res.results}) == 15
     assert all(t.url_status != "DEAD" for t in res.results)
-    # results are relevant by text: their mean cosine to the query beats 90 % of live tracks
+    # results are relevant by text and mood: their mean cosine to the query beats 75 % of live
+    # tracks, their mean distance to the detected mood is below that of 75 % of live tracks
     q = embed_texts(["sad mellow piano ballad"])[0]
     sims = np.asarray(rec.bundle.text.vectors) @ q
     row = {tid: i for i, tid in enumerate(rec.bundle.tracks[S.TRACK_ID].to_list())}
-    assert sims[[row[t.track_id] for t in res.results]].mean() > np.quantile(sims[rec._live], 0.9)
+    got = [row[t.track_id] for t in res.results]
+    assert sims[got].mean() > np.quantile(sims[rec._live], 0.75)
+    dist = np.linalg.norm(rec.priors.va - [res.mood_detected.valence, res.mood_detected.arousal], axis=1)
+    assert dist[got].mean() < np.quantile(dist[rec._live], 0.25)
     for t in res.results:
         assert abs(sum(v for k, v in t.signals.items()) - t.score) < 1e-5
 

@@ -132,19 +132,26 @@ def test_explanation_has_raw_similarities_and_effective_weights(rec, embed_cache
     q = "sad mellow piano ballad"
     res = rec.recommend(ranking.RecommendRequest(query=q, top_k=10, explain=True))
     emb = embed_cached([q])[0]
-    keys = {"text_sim", "audio_sim", "mood_sim", "collab", "w_text", "w_audio", "w_mood", "w_collab",
-            "mood_confidence", "query_mood_confidence"}
+    sim_key = {"text": "text_sim", "audio": "audio_sim", "mood": "mood_sim", "collab": "collab"}
+    keys = set(sim_key.values()) | {"mood_confidence", "query_mood_confidence"}
+    keys |= {f"w_{sig}" for sig in sim_key} | {f"{sig}_{x}" for sig in sim_key for x in ("evidence", "value")}
     for t in res.results:
         e = t.explanation
         assert set(e) == keys
-        assert e["w_text"] + e["w_audio"] + e["w_mood"] + e["w_collab"] == pytest.approx(1.0, abs=1e-5)
+        assert 0 < e["w_text"] + e["w_audio"] + e["w_mood"] + e["w_collab"] <= 1.0 + 1e-6
         assert e["query_mood_confidence"] == pytest.approx(res.mood_detected.confidence)
         own = rec.bundle.text.rows(rec.rows_of([t.track_id]))[0]
         assert e["text_sim"] == pytest.approx(float(np.clip(own @ emb, 0, 1)), abs=1e-4)
-        for sig, sim in (("text", "text_sim"), ("audio", "audio_sim"), ("mood", "mood_sim"), ("collab", "collab")):
-            assert t.signals[sig] == pytest.approx(e["w_" + sig] * e[sim], abs=1e-5)
+        for sig in sim_key:
+            assert t.signals[sig] == pytest.approx(e["w_" + sig] * e[sig + "_value"], abs=1e-5)
+            assert 0.0 <= e[sig + "_value"] <= 1.0
         assert t.mood.confidence == pytest.approx(e["mood_confidence"], abs=1e-5)
-        assert e["w_audio"] == 0.0  # no audio in the bundle
+        # a "text" mood counts by its confidence (at least MOOD_EVIDENCE_BASE, full from MOOD_CONF_FULL on)
+        base = score.MOOD_EVIDENCE_BASE
+        conf = min(1.0, t.mood.confidence / score.MOOD_CONF_FULL)
+        assert e["mood_evidence"] == pytest.approx(base + (1 - base) * conf, abs=1e-5)
+        assert e["w_audio"] == 0.0 and e["audio_evidence"] == 0.0  # no audio in the bundle
+        assert e["w_collab"] == 0.0  # no play counts: nothing to spread
     assert all(t.explanation is None for t in rec.recommend(ranking.RecommendRequest(query=q, top_k=5)).results)
 
 
@@ -186,7 +193,7 @@ def test_artist_cap_keeps_each_artists_best_ranked(rec, cap) -> None:
     got = rec.retrieve(qu, rec.allowed_ids(None))
     # best rank per candidate, rebuilt from the searches themselves (plain Python)
     n_text, _ = rec.retriever.search(rec.bundle.text, qu.embedding, retrieve.RETRIEVAL_K, rec.allowed_ids(None))
-    n_mood, _ = rec.retriever.search(rec.bundle.mood, np.array([qu.valence, qu.arousal], np.float32),
+    n_mood, _ = rec.retriever.search(rec.bundle.mood, retrieve.mood_anchor(qu.valence, qu.arousal),
                             retrieve.RETRIEVAL_K, rec.allowed_ids(None))
     best: dict[int, int] = {}
     for lst in (n_text, n_mood):

@@ -11,16 +11,14 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from pipelines import store
 from pipelines.rank import recommender as ranking
 from serving.app import create_app
+from tests.serving.conftest import CHROMEDRIVER, CHROMIUM
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
 SCREENSHOTS = store.REPO_ROOT / "test-artifacts" / "screenshots"
 WAIT_S = 30
 
@@ -58,33 +56,6 @@ def base_url(bundle_dir, mood_adapter) -> Iterator[str]:
         sock.close()
 
 
-@pytest.fixture(scope="module")
-def driver() -> Iterator["object"]:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for arg in (
-        "--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,1000",
-        "--no-first-run", "--no-default-browser-check", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--disable-default-apps", "--disable-extensions",
-        "--disable-domain-reliability", "--no-pings", "--dns-prefetch-disable", "--metrics-recording-only",
-        "--disable-features=OptimizationHints,MediaRouter,Translate,AutofillServerCommunication",
-        # Loopback bypasses a proxy implicitly; everything else goes to a closed port and fails.
-        "--proxy-server=http://127.0.0.1:9",
-    ):
-        options.add_argument(arg)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # console errors are checked
-    # A Service with an explicit driver path: Selenium Manager is never consulted (no downloads).
-    d = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
-    d.set_page_load_timeout(WAIT_S)
-    try:
-        yield d
-    finally:
-        d.quit()
-
-
 def _shot(driver, name: str) -> None:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     assert driver.save_screenshot(str(SCREENSHOTS / f"{name}.png"))
@@ -93,7 +64,10 @@ def _shot(driver, name: str) -> None:
 _RESULTS_JS = """
 return [...document.querySelectorAll('#results > li[data-track-id]')].map(li => ({
   id: li.dataset.trackId,
-  artist: li.querySelector('.artist').textContent,
+  artist: (li.querySelector('.artist') || {textContent: ''}).textContent,
+  title: li.querySelector('.result-title').textContent,
+  origin: li.querySelector('.track-id').textContent,
+  audio: [...li.querySelectorAll('audio')].map(a => [a.getAttribute('src'), a.getAttribute('preload'), a.controls]),
   meta: (li.querySelector('.meta') || {textContent: ''}).textContent,
   href: (li.querySelector('.result-title a') || {href: null}).href,
   rel: (li.querySelector('.result-title a') || {rel: null}).rel,
@@ -150,6 +124,10 @@ def test_search_filter_more_like_this(base_url, driver) -> None:
     box.send_keys("electronic dance music with heavy bass")
     first = _wait_for_answer(driver, after=seq, query="electronic dance music with heavy bass")
     assert len(first) == 20
+    # every result is named by what identifies it (title, caption words, tags, source id), never "Untitled"
+    assert all(r["title"].strip() and "Untitled" not in r["title"] for r in first)
+    assert all(r["origin"].startswith(("MusicCaps · ", "catalogue · track_")) for r in first), first
+    assert all(r["audio"] == [] for r in first)  # this bundle holds no audio: no players
     assert all(r["href"] and r["href"].startswith("https://") and "noopener" in r["rel"] for r in first)
     points = driver.find_elements(By.CSS_SELECTOR, "#mood-map .points circle")
     assert len(points) == 20  # every test track has a mood
@@ -162,8 +140,8 @@ def test_search_filter_more_like_this(base_url, driver) -> None:
     assert why.get_attribute("open") is not None
     rows = {r.find_element(By.TAG_NAME, "th").text: r for r in why.find_elements(By.CSS_SELECTOR, "tbody tr")}
     assert {"text", "mood"} <= set(rows)
-    sim, weight, contribution = (float(td.text) for td in rows["text"].find_elements(By.TAG_NAME, "td"))
-    assert contribution == pytest.approx(sim * weight, abs=2e-3) and contribution > 0
+    sim, value, weight, contribution = (float(td.text) for td in rows["text"].find_elements(By.TAG_NAME, "td"))
+    assert contribution == pytest.approx(value * weight, abs=2e-3) and contribution > 0 and sim > 0
     _shot(driver, "01-results")
 
     # 2. a filter: only "electronic" genres

@@ -76,6 +76,9 @@ class _ExchangeFailed(Exception):
         self.retry_with_get = retry_with_get
 
 
+_STALE_CONNECTION = "Server disconnected without sending a response"  # httpcore's words for it
+
+
 def _failure(exc: Exception) -> _ExchangeFailed:
     """The outcome of an httpx/policy error raised by one request."""
     if isinstance(exc, PolicyViolation):
@@ -195,7 +198,14 @@ class LinkChecker:
         """One request, its failure mapped to `_ExchangeFailed` (the run's deadline propagates)."""
         try:
             async with asyncio.timeout(self.config.total_timeout_s) as budget:
-                return await self._read(method=method, url=url)
+                try:
+                    return await self._read(method=method, url=url)
+                except httpx.RemoteProtocolError as exc:
+                    # a kept-alive connection the server closed meanwhile fails before any answer: a GET
+                    # is sent once more (idempotent; a failed HEAD already falls back to a GET)
+                    if method != "GET" or not str(exc).startswith(_STALE_CONNECTION):
+                        raise
+                    return await self._read(method=method, url=url)
         except TimeoutError:
             if budget.expired():
                 raise _ExchangeFailed(status=UNKNOWN, reason="timeout", retry_with_get=True) from None
