@@ -80,6 +80,8 @@ def ablated(w: Weights, mode: str) -> Weights:
     """``w`` with the weight of the signal an ablation ``mode`` removes set to 0 (other modes: ``w``)."""
     signal = ABLATIONS.get(mode)
     return w if signal is None else dataclasses.replace(w, **{signal: 0.0})
+
+
 def _top_quantile_mask(values: np.ndarray, q: float) -> np.ndarray:
     """(n,) bool: values at or above the ``q`` quantile of the known values (never 0 or NaN)."""
     finite = values[~np.isnan(values)]
