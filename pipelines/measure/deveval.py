@@ -8,6 +8,7 @@ from pathlib import Path
 import polars as pl
 
 from pipelines import schema as S
+from pipelines.heal.democorpus import label_free_id
 from pipelines.store import REPO_ROOT, atomic_path
 
 DEFAULT_DEV_EVAL = REPO_ROOT.parent / "shared" / "data" / "dev-eval"
@@ -33,7 +34,7 @@ Parts (each skipped with a message when its source is absent; the script still e
 - ``emobank_dev/`` queries.csv from EmoBank's dev split (open data, ``data/text/`` or
   ``../shared/data/open/text/``): ``query`` = text, valence/arousal = (V − 3)/2, (A − 3)/2
   (the 1–5 scale mapped linearly onto [−1, 1]).
-- ``emopia_val/``  corpus.csv (``track_id`` ``emopia:<clip_id>``, ``audio_path`` relative to the
+- ``emopia_val/``  corpus.csv (``track_id`` ``emopia:<sha1(clip_id)[:12]>``, ``audio_path`` relative to the
   corpus file) + labels.csv from EMOPIA's official val split, rendered from ``data/emopia/midis``
   with ``pipelines.audio.render.render_many``. EMOPIA has quadrants, not magnitudes: labels are
   sign-only ±1 (Q1 = (+1, +1), Q2 = (−1, +1), Q3 = (−1, −1), Q4 = (+1, −1)), so Pearson r / CCC
@@ -146,12 +147,14 @@ def build_emopia(*, out: Path, workers: int, progress: bool) -> str:
             errors.setdefault(clip_id, "no audio file after rendering")
             continue
         v, a = QUADRANT_SIGNS[int(quadrant)]
-        track_id = f"emopia:{clip_id}"
+        # label-free id and row order: EMOPIA clip ids begin with their quadrant ("Q1_…"), which would
+        # leak the label wherever ids or rows order anything (the baseline's ties among tracks without text)
+        track_id = label_free_id(prefix="emopia", key=clip_id)
         corpus_rows.append({S.TRACK_ID: track_id, S.AUDIO_PATH: str(file.relative_to(folder))})
         label_rows.append({S.TRACK_ID: track_id, S.VALENCE: v, S.AROUSAL: a})
     if not corpus_rows:
         raise RuntimeError(f"no EMOPIA clip rendered (first error: {next(iter(errors.items()), None)})")
-    _write_csv(pl.DataFrame(corpus_rows), folder / "corpus.csv")
-    _write_csv(pl.DataFrame(label_rows), folder / "labels.csv")
+    _write_csv(pl.DataFrame(corpus_rows).sort(S.TRACK_ID), folder / "corpus.csv")
+    _write_csv(pl.DataFrame(label_rows).sort(S.TRACK_ID), folder / "labels.csv")
     note = f"; {len(errors)} failed (first: {next(iter(errors.items()))})" if errors else ""
     return f"emopia: {len(corpus_rows)} of {len(items)} val clips → {folder} (sign-only ±1 labels){note}"
