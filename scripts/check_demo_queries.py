@@ -79,15 +79,9 @@ def dropped_by_filter(home: Path) -> list[str]:
     """Track ids of the store's crawl that today's music filter drops (heuristics, no classifier)."""
     import polars as pl
 
-    from pipelines.heal.musicfilter import classify_music
+    from pipelines.heal.musicfilter import classify_store_crawl
 
-    layout = store.StoreLayout.under_home(home)
-    raw = pl.read_parquet(layout.table("raw_tracks"))
-    feats_path = layout.table("audio_features")
-    feats = pl.read_parquet(feats_path) if feats_path.exists() else None
-    if feats is not None and S.AUDIO_ERROR in feats.columns:
-        feats = feats.filter(pl.col(S.AUDIO_ERROR).is_null())
-    verdict = classify_music(tracks=raw, audio_features=feats)
+    verdict = classify_store_crawl(store.StoreLayout.under_home(home))
     return verdict.filter(~pl.col(S.IS_MUSIC))[S.TRACK_ID].to_list()
 
 

@@ -22,18 +22,11 @@ import polars as pl  # noqa: E402
 
 from pipelines import schema as S  # noqa: E402
 from pipelines import store  # noqa: E402
-from pipelines.heal.musicfilter import SOUND_EVENTS, classify_music  # noqa: E402
+from pipelines.heal.musicfilter import SOUND_EVENTS, classify_store_crawl  # noqa: E402
 
 
 def verdicts(home: Path) -> pl.DataFrame:
-    layout = store.StoreLayout.under_home(home)
-    raw = pl.read_parquet(layout.table("raw_tracks"))
-    feats_path = layout.table("audio_features")
-    feats = pl.read_parquet(feats_path) if feats_path.exists() else None
-    if feats is not None and S.AUDIO_ERROR in feats.columns:
-        feats = feats.filter(pl.col(S.AUDIO_ERROR).is_null())
-    out = classify_music(tracks=raw, audio_features=feats)
-    return raw.join(out, on=S.TRACK_ID, how="left", maintain_order="left")
+    return classify_store_crawl(store.StoreLayout.under_home(home))
 
 
 def reason_kind(reason: str | None) -> str:

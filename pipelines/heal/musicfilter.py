@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from pipelines.schema import (
+    AUDIO_ERROR,
     DESCRIPTION,
     GENRE,
     IS_MUSIC,
@@ -29,6 +30,7 @@ from pipelines.schema import (
     TRACK_ID,
     VIBE_TEXT,
 )
+from pipelines.store import StoreLayout
 
 PULSE_CLARITY = "pulse_clarity"
 KEY_STRENGTH = "key_strength"
@@ -320,3 +322,15 @@ def classify_music(*, tracks: pl.DataFrame, audio_features: pl.DataFrame | None)
 
 __all__ = ["classify_music", "text_verdict", "text_cues", "music_evidence", "leading_sounds", "NON_MUSIC_LEXICON",
            "NON_MUSIC_GENRES", "MUSIC_LEXICON", "SOUND_EVENTS", "Cue"]
+
+
+def classify_store_crawl(layout: StoreLayout) -> pl.DataFrame:
+    """:func:`classify_music` over a built store's ``raw_tracks`` and its extracted audio features
+    (rows without an ``audio_error``): the crawl's rows with ``is_music`` and ``music_reason``, in order."""
+    raw = pl.read_parquet(layout.table("raw_tracks"))
+    feats_path = layout.table("audio_features")
+    feats = pl.read_parquet(feats_path) if feats_path.exists() else None
+    if feats is not None and AUDIO_ERROR in feats.columns:
+        feats = feats.filter(pl.col(AUDIO_ERROR).is_null())
+    out = classify_music(tracks=raw, audio_features=feats)
+    return raw.join(out, on=TRACK_ID, how="left", maintain_order="left")

@@ -174,3 +174,19 @@ def test_leading_sounds_reads_order_negation_and_counts() -> None:
     assert leading_sounds(row={S.TAGS: "instrumental, no speech, calm"}) is None  # negated
     assert leading_sounds(row={S.TAGS: "rock, guitar, thunder, explosions, engine revving"}) is not None
     assert leading_sounds(row={S.TAGS: "rock, guitar, thunder, thunderstorm"}) is None  # 2 distinct, same sound
+
+
+def test_classify_store_crawl_reads_the_store_tables_and_keeps_row_order(tmp_path) -> None:
+    from pipelines.heal.musicfilter import classify_store_crawl
+    from pipelines.store import StoreLayout, write_table
+
+    layout = StoreLayout(tmp_path / "store")
+    raw = pl.DataFrame({
+        S.TRACK_ID: ["b", "a"],
+        S.DESCRIPTION: ["Crumpling paper and a door slamming, no music.",
+                        "A mellow acoustic guitar song with soft vocals."],
+    })
+    write_table(raw, layout.table("raw_tracks"))
+    out = classify_store_crawl(layout)  # no audio_features table yet: text rules only
+    assert out[S.TRACK_ID].to_list() == ["b", "a"] and S.DESCRIPTION in out.columns
+    assert out[S.IS_MUSIC].to_list() == [False, True]

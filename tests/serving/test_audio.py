@@ -7,9 +7,6 @@ The published tracks carry ``audio_path`` / ``description`` / ``source`` (added 
 
 import os
 import shutil
-import socket
-import threading
-import time
 from collections.abc import Iterator
 
 import httpx
@@ -25,6 +22,7 @@ from pipelines.rank import recommender as ranking
 from serving.app import create_app
 from serving.cache import ResponseCache
 from serving.settings import ServingSettings
+from tests.helpers import uvicorn_on_loopback
 from tests.serving.conftest import CHROMEDRIVER, CHROMIUM
 
 LIBROSA = store.DATA_DIR / "audio" / "librosa"
@@ -98,28 +96,12 @@ def audio_store(tmp_path_factory, bundle_dir, embed_cached) -> dict:
 
 @pytest.fixture(scope="module")
 def base_url(audio_store, mood_adapter) -> Iterator[str]:
-    import uvicorn
-
     app = create_app(
         store_root=audio_store["root"], settings=ServingSettings(reload_interval_s=0), cache=ResponseCache(capacity=0),
         recommender_factory=lambda b: ranking.Recommender(b, query_mood=mood_adapter),
     )
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 120
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
-        sock.close()
+    with uvicorn_on_loopback(app) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

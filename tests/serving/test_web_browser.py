@@ -7,9 +7,6 @@ closed proxy port, so the test talks to loopback only. Screenshots go to
 """
 
 import shutil
-import socket
-import threading
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -17,6 +14,7 @@ import pytest
 from pipelines import store
 from pipelines.rank import recommender as ranking
 from serving.app import create_app
+from tests.helpers import uvicorn_on_loopback
 from tests.serving.conftest import CHROMEDRIVER, CHROMIUM
 
 SCREENSHOTS = store.REPO_ROOT / "test-artifacts" / "screenshots"
@@ -30,30 +28,12 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def base_url(bundle_dir, mood_adapter) -> Iterator[str]:
-    import uvicorn
-
     app = create_app(
         bundle_dir=bundle_dir,
         recommender_factory=lambda b: ranking.Recommender(b, query_mood=mood_adapter),
     )
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 120
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
-        sock.close()
+    with uvicorn_on_loopback(app) as url:
+        yield url
 
 
 def _shot(driver, name: str) -> None:
