@@ -47,10 +47,10 @@ from pipelines.mood.backbone_features import (
     tag_probabilities,
 )
 from pipelines.mood.labels import AROUSAL_SIGN
+from pipelines.mood.priors import SPREAD_SDS
 from pipelines.schema import TRACK_ID
 
 GATE_C = 0.1  # L2 strength of the domain gate (a few hundred dims, a few hundred clips)
-SPREAD_SDS = 2.0  # prior deviations of this many reference SDs reach ±1
 # L2 strength of the tag → arousal classifier. Trained on EMOPIA (piano) and used on any music, so it
 # is chosen for transfer: training on EMOPIA train and scoring the immich clips (other instruments,
 # arousal from their mood folder), AUC 0.70 at C 0.003–0.01 vs 0.66 at 0.1 and 0.60 at 1.

@@ -28,10 +28,9 @@ import numpy as np
 from pipelines.heal.genres import UNKNOWN_GENRE
 from pipelines.heal.impute import MetadataImputationConfig
 from pipelines.heal.textdoc import split_tags
-from pipelines.mood.priors import TagPriors
+from pipelines.mood.priors import SPREAD_SDS, TagPriors
 from pipelines.schema import GENRE_SPLIT_PATTERN
 
-SPREAD_SDS = 2.0  # prior deviations of this many item SDs reach ±1
 # An imputed (kNN-voted) tag carries at least this share of its neighbours' votes: its weight.
 IMPUTED_TAG_WEIGHT = MetadataImputationConfig().tag_share
 OBSERVED = "observed"

@@ -42,6 +42,9 @@ MUSICCAPS_FILE = "corpus/musiccaps.csv"
 SUPPORT_HALF = 25.0  # items at which a prior's confidence reaches one half
 MIN_SUPPORT = 5  # fewer items: no prior
 CV_FOLDS = 5  # artist-disjoint folds of the reliability estimate
+# A prior used as mood evidence is its deviation in units of a spread: this many SDs reach ±1
+# (the audio model's backbone prior and tag arousal, the metadata priors).
+SPREAD_SDS = 2.0
 _NON_ALNUM = re.compile(r"[^a-z0-9]+")
 
 # (valence, arousal, confidence) of one mood word, or None when it has no mood.
