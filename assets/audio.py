@@ -10,11 +10,13 @@ from assets.settings import MoodscapeSettings
 from pipelines import schema as S
 from pipelines.audio.acquire import AUDIO_ORIGIN, FETCHED, acquire_audio, extract_audio_features, feature_cache_name
 from pipelines.audio.complete import complete_audio_features
-from pipelines.audio.extract import EXTRACT_S
+from pipelines.audio.extract import EXTRACT_S, EXTRACT_VERSION
 from pipelines.audio.features import FEATURE_COLUMNS
 
 
-@asset(group_name="audio", deps=["raw_tracks", "audio_fetch"], compute_kind="librosa")
+@asset(
+    group_name="audio", deps=["raw_tracks", "audio_fetch"], compute_kind="librosa", code_version=f"1-{EXTRACT_VERSION}"
+)
 def audio_features(
     context: AssetExecutionContext, settings: MoodscapeSettings, store: StoreResource
 ) -> MaterializeResult:
@@ -58,7 +60,10 @@ def audio_features(
     )
 
 
-@asset(group_name="audio", deps=["imputed_metadata", "audio_features", "text_embeddings"], compute_kind="numpy")
+@asset(
+    group_name="audio", deps=["imputed_metadata", "audio_features", "text_embeddings"], compute_kind="numpy",
+    code_version="1",
+)
 def audio_features_imputed(context: AssetExecutionContext, store: StoreResource) -> MaterializeResult:
     """An audio feature vector for every music track: extracted where audio decoded, else imputed.
 

@@ -47,7 +47,10 @@ def _sample_queries(path: Path, n: int | None, out: Path) -> Path:
     return out
 
 
-@asset(group_name="evaluation", deps=["published_store", "query_mood_model", "audio_mood_model"], compute_kind="python")
+@asset(
+    group_name="evaluation", deps=["published_store", "query_mood_model", "audio_mood_model"], compute_kind="python",
+    code_version="1",
+)
 def evaluation_report(
     context: AssetExecutionContext, settings: MoodscapeSettings, store: StoreResource
 ) -> MaterializeResult:

@@ -6,6 +6,7 @@ from dagster import AssetExecutionContext, MaterializeResult, asset
 
 from assets.links import LEGACY_HISTORY, LINK_HISTORY
 from assets.metadata import counts_md, value_counts
+from assets.modelcache import table_version
 from assets.partitions import fetch_shards
 from assets.resources import StoreResource
 from assets.settings import MoodscapeSettings
@@ -42,7 +43,10 @@ def _shard_status(store: StoreResource, *, tracks: pl.DataFrame, shard: str) -> 
     return current_status(tracks=tracks, history=history)
 
 
-@asset(group_name="audio", deps=["raw_tracks", "link_checks"], compute_kind="httpx", partitions_def=fetch_shards)
+@asset(
+    group_name="audio", deps=["raw_tracks", "link_checks"], compute_kind="httpx", partitions_def=fetch_shards,
+    code_version="1",
+)
 def audio_fetch(context: AssetExecutionContext, settings: MoodscapeSettings, store: StoreResource) -> MaterializeResult:
     """Audio downloads of one hash shard (the link-check shard), for tracks without ``audio_path``
     whose link is VALID/MOVED.
@@ -87,5 +91,6 @@ def audio_fetch(context: AssetExecutionContext, settings: MoodscapeSettings, sto
             "with_audio": int(table.get_column(PATH).is_not_null().sum()),
             "reasons": counts_md(value_counts(table, S.REASON), key="reason") if table.height else "none",
             "resolvers": counts_md(value_counts(table, RESOLVER), key="resolver") if table.height else "none",
-        }
+        },
+        data_version=table_version(table),
     )

@@ -4,6 +4,7 @@ import joblib
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
 from assets.metadata import json_counts, md_table
+from assets.modelcache import reuses_model
 from assets.resources import StoreResource
 from pipelines import schema as S
 from pipelines.heal import musicclassifier
@@ -13,12 +14,14 @@ from pipelines.heal.musicclassifier import fit_from_open_data
 from pipelines.store import DATA_DIR, atomic_path, read_model
 
 
-@asset(group_name="heal", compute_kind="sklearn")
+@asset(group_name="heal", compute_kind="sklearn", code_version="1")
+@reuses_model(artifact=lambda layout: layout.model("music_classifier"), data=("audio/librosa", "corpus", "text"))
 def music_classifier(context: AssetExecutionContext, store: StoreResource) -> MaterializeResult:
     """Learned music / non-music signal: logistic regression on MiniLM text embeddings of real
     labelled open-data rows (music captions and tags vs non-music clips and prose).
 
-    Trained once per materialization (it does not depend on the crawl) and read by ``music_tracks``;
+    It does not depend on the crawl: trained again only when its code or open data change (reused by
+    fingerprint otherwise, ``assets.modelcache``), and read by ``music_tracks``;
     the held-out precision/recall are in the metadata. See ``pipelines.heal.musicclassifier`` for its
     honest limits (only 6 real non-music tracks exist in the open data).
     """
@@ -34,6 +37,7 @@ def music_classifier(context: AssetExecutionContext, store: StoreResource) -> Ma
     group_name="heal",
     deps=["raw_tracks", "track_link_status", "audio_features", "music_classifier"],
     compute_kind="polars",
+    code_version="1",
 )
 def music_tracks(context: AssetExecutionContext, store: StoreResource) -> MaterializeResult:
     """The crawl without non-music (speech, podcasts, animal and field recordings), with link status.
@@ -84,7 +88,7 @@ def music_tracks(context: AssetExecutionContext, store: StoreResource) -> Materi
     )
 
 
-@asset(group_name="heal", deps=["music_tracks", "text_embeddings"], compute_kind="scikit-learn")
+@asset(group_name="heal", deps=["music_tracks", "text_embeddings"], compute_kind="scikit-learn", code_version="1")
 def imputed_metadata(context: AssetExecutionContext, store: StoreResource) -> MaterializeResult:
     """Music tracks with genre, tags and metadata features healed, every filled value flagged.
 

@@ -71,7 +71,7 @@ def _recall(layout: StoreLayout, name: str) -> AssetCheckResult:
     )
 
 
-@asset(group_name="index", deps=["text_embeddings"], compute_kind="faiss")
+@asset(group_name="index", deps=["text_embeddings"], compute_kind="faiss", code_version="1")
 def text_index(context: AssetExecutionContext, store: StoreResource) -> MaterializeResult:
     """Inner-product FAISS index over the 384-d MiniLM vectors of tracks that have text (exact below 50k)."""
     table, vectors = store.text_embeddings()
@@ -88,7 +88,7 @@ def _embeddings(feats: pl.DataFrame) -> np.ndarray | None:
     return stack_embeddings([feats.get_column(c).to_list() for c in cols])
 
 
-@asset(group_name="index", deps=["audio_features_imputed", "text_embeddings"], compute_kind="faiss")
+@asset(group_name="index", deps=["audio_features_imputed", "text_embeddings"], compute_kind="faiss", code_version="1")
 def audio_index(context: AssetExecutionContext, store: StoreResource) -> MaterializeResult:
     """Inner-product index over the audio space (``pipelines.audio.space``): the backbone embedding
     of each analysed recording and the librosa vector, each standardised → PCA ≤64-d → L2-norm,
@@ -135,7 +135,7 @@ def audio_index(context: AssetExecutionContext, store: StoreResource) -> Materia
     return result
 
 
-@asset(group_name="index", deps=["track_moods", "text_embeddings"], compute_kind="faiss")
+@asset(group_name="index", deps=["track_moods", "text_embeddings"], compute_kind="faiss", code_version="1")
 def mood_index(context: AssetExecutionContext, store: StoreResource) -> MaterializeResult:
     """L2 index over every track's (valence, arousal), in the row order of the text embeddings."""
     table = store.load("text_embeddings")

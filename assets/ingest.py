@@ -1,9 +1,12 @@
 """Ingest: the demo's EMOPIA clips rendered, inbox crawl batches, and the ingested catalogue."""
 
+from pathlib import Path
+
 import polars as pl
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
 from assets.metadata import counts_md, null_rates, value_counts
+from assets.modelcache import reuses_model, table_version
 from assets.partitions import crawl_batches
 from assets.resources import StoreResource
 from assets.settings import MoodscapeSettings
@@ -12,12 +15,24 @@ from pipelines.audio.render import render_many
 from pipelines.heal.catalogue import ingest_catalogue, select_emopia
 from pipelines.heal.democorpus import emopia_midi_items
 from pipelines.heal.ingest import IngestResult, ingest
-from pipelines.store import DATA_DIR, read_table
+from pipelines.store import DATA_DIR, StoreLayout, read_table
 
 CRAWL_QUALITY_COLUMNS = [S.TITLE, S.ARTIST, S.YEAR, S.GENRE, S.TAGS, S.DESCRIPTION, S.PLAYBACK_COUNT, S.PERMALINK_URL]
 
 
-@asset(group_name="ingest", compute_kind="fluidsynth")
+def _rendered_files_exist(layout: StoreLayout) -> bool:
+    path = layout.table("emopia_audio")
+    if not path.exists():
+        return False
+    rendered = read_table(path).filter(pl.col("render_error").is_null())
+    return all(Path(p).is_file() for p in rendered.get_column("audio_path").to_list())
+
+
+@asset(group_name="ingest", compute_kind="fluidsynth", code_version="1")
+@reuses_model(
+    artifact=lambda layout: layout.table("emopia_audio"), data=("emopia",),
+    settings=lambda s: {"emopia_limit": s.emopia_limit}, valid=_rendered_files_exist,
+)
 def emopia_audio(
     context: AssetExecutionContext, settings: MoodscapeSettings, store: StoreResource
 ) -> MaterializeResult:
@@ -25,7 +40,8 @@ def emopia_audio(
 
     The demo corpus uses them as audio-bearing tracks and the audio mood model trains on them
     (their quadrant labels stay in ``data/emopia/labels.csv``, never in track metadata).
-    Re-runs skip clips whose audio is newer than the MIDI.
+    Re-runs skip clips whose audio is newer than the MIDI; with the same MIDI files and clip limit
+    the rendered set is reused as is (``assets.modelcache``).
     """
     labels = pl.read_csv(DATA_DIR / "emopia" / "labels.csv")
     items = select_emopia(emopia_midi_items(data_dir=DATA_DIR), labels, settings.emopia_limit)
@@ -49,7 +65,7 @@ def _quarantine_md(result: IngestResult):
     return counts_md(value_counts(result.quarantine, S.REASON), key="reason") if result.quarantine.height else "none"
 
 
-@asset(group_name="ingest", partitions_def=crawl_batches, compute_kind="polars")
+@asset(group_name="ingest", partitions_def=crawl_batches, compute_kind="polars", code_version="1")
 def crawl_batch(context: AssetExecutionContext, store: StoreResource) -> MaterializeResult:
     """One crawl file from the inbox (partition = its file name), ingested with quarantine.
 
@@ -63,7 +79,8 @@ def crawl_batch(context: AssetExecutionContext, store: StoreResource) -> Materia
         metadata={
             **{k: v for k, v in result.stats.items() if isinstance(v, (int, float, str))},
             "quarantine_reasons": _quarantine_md(result),
-        }
+        },
+        data_version=table_version(result.tracks),
     )
 
 
@@ -75,7 +92,7 @@ def _preview(df: pl.DataFrame, n: int = 5) -> str:
     return "\n".join(rows)
 
 
-@asset(group_name="ingest", deps=["emopia_audio", "crawl_batch"], compute_kind="polars")
+@asset(group_name="ingest", deps=["emopia_audio", "crawl_batch"], compute_kind="polars", code_version="1")
 def raw_tracks(context: AssetExecutionContext, settings: MoodscapeSettings, store: StoreResource) -> MaterializeResult:
     """The crawl, ingested: typed columns, stable track ids, duplicates merged, bad rows quarantined.
 
@@ -101,5 +118,6 @@ def raw_tracks(context: AssetExecutionContext, settings: MoodscapeSettings, stor
             "null_rates": MetadataValue.json(null_rates(result.tracks, CRAWL_QUALITY_COLUMNS)),
             "quarantine_reasons": _quarantine_md(result),
             "preview": MetadataValue.md(_preview(result.tracks)),
-        }
+        },
+        data_version=table_version(result.tracks),
     )

@@ -17,6 +17,7 @@ from assets.resources import StoreResource
 from assets.settings import MoodscapeSettings
 from pipelines import schema as S
 from pipelines.heal.links.checker import LinkCheckConfig
+from pipelines.heal.links.overlay import Overlay, build_overlay, write_overlay
 from pipelines.heal.links.run import check_links
 from pipelines.heal.links.status import (
     HISTORY_SCHEMA,
@@ -28,6 +29,8 @@ from pipelines.heal.links.status import (
     shard_budget,
     union_histories,
 )
+from pipelines.index.bundle import TRACKS_FILE
+from pipelines.index.remote_store import RemoteStore, push_overlay
 from pipelines.store import read_table
 
 # Reasons that say nothing about the link itself (no request was made).
@@ -54,6 +57,28 @@ def _legacy_history(store: StoreResource) -> pl.DataFrame:
     return legacy if legacy is not None else empty_history()
 
 
+def publish_overlay(*, store: StoreResource, status: pl.DataFrame) -> Overlay | None:
+    """Replace the availability overlay with ``status`` against the published version (None: nothing published)."""
+    layout = store.layout()
+    folder = layout.current_version_dir()
+    if folder is None or not (folder / TRACKS_FILE).exists():
+        return None
+    served = pl.read_parquet(folder / TRACKS_FILE, columns=[S.TRACK_ID, S.PERMALINK_URL, S.URL_STATUS])
+    table = build_overlay(status=status, served=served)
+    overlay = write_overlay(table, layout.availability_overlay, base_version=folder.name)
+    remote = RemoteStore.from_env()  # replicas serving from an object store pick it up from there
+    if remote is not None:
+        push_overlay(local=layout, remote=remote)
+    return overlay
+
+
+def _overlay_md(overlay: Overlay | None) -> MetadataValue:
+    if overlay is None:
+        return MetadataValue.json({"written": False, "why": "no published version"})
+    return MetadataValue.json({"written": True, "tracks": overlay.table.height, "dead": overlay.dead,
+                               "base_version": overlay.base_version, "written_at": overlay.written_at})
+
+
 def _reasons_md(table: pl.DataFrame) -> MetadataValue:
     """status × reason counts as a markdown table (one row per pair)."""
     lines = ["| status | reason | count |", "|---|---|---|"]
@@ -66,6 +91,7 @@ def _reasons_md(table: pl.DataFrame) -> MetadataValue:
     deps=["raw_tracks"],
     compute_kind="httpx",
     partitions_def=link_shards,
+    code_version="1",
     check_specs=[
         AssetCheckSpec(
             "link_check_error_rate",
@@ -125,19 +151,22 @@ def link_checks(context: AssetExecutionContext, settings: MoodscapeSettings, sto
     )
 
 
-@asset(group_name="heal", deps=["raw_tracks", "link_checks"], compute_kind="polars")
+@asset(group_name="heal", deps=["raw_tracks", "link_checks"], compute_kind="polars", code_version="1")
 def track_link_status(context: AssetExecutionContext, store: StoreResource) -> MaterializeResult:
     """Link status per track (VALID / MOVED / REQUIRES_AUTH / SUSPECT / DEAD / UNKNOWN / BLOCKED).
 
     Derived from the union of every shard's append-only check history (``link_checks``, plus a
     pre-sharding history if the store has one): one DEAD check makes a link SUSPECT (still
     served); DEAD needs two DEAD checks ≥ 24 h apart (``MOODSCAPE_DEAD_CONFIRM_HOURS``). Tracks
-    no shard has checked yet read UNKNOWN/not_checked_yet.
+    no shard has checked yet read UNKNOWN/not_checked_yet. Last, the availability overlay is
+    replaced: the tracks whose availability differs from the published version's (served by the
+    running service without a rebuild).
     """
     shard_files = store.layout().batch_tables(LINK_HISTORY)
     history = union_histories(histories=[_legacy_history(store), *(read_table(p) for p in shard_files)])
     status = current_status(tracks=store.load("raw_tracks"), history=history)
     store.write(status, "track_link_status")
+    overlay = publish_overlay(store=store, status=status)
     return MaterializeResult(
         metadata={
             "tracks": status.height,
@@ -146,5 +175,6 @@ def track_link_status(context: AssetExecutionContext, store: StoreResource) -> M
             "suspect": int((status.get_column(S.URL_STATUS) == S.LINK_SUSPECT).sum()),
             "history_rows": history.height,
             "shards_with_history": MetadataValue.json(sorted(p.stem for p in shard_files)),
+            "availability_overlay": _overlay_md(overlay),
         }
     )

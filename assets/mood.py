@@ -6,11 +6,13 @@ import polars as pl
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
 from assets.metadata import counts_md, png_md, value_counts
+from assets.modelcache import reuses_model
 from assets.resources import StoreResource
 from assets.settings import MoodscapeSettings
 from pipelines import schema as S
 from pipelines.audio.acquire import extractor, feature_cache_name
 from pipelines.audio.cache import extract_with_cache
+from pipelines.audio.extract import EXTRACT_VERSION
 from pipelines.audio.features import FEATURE_COLUMNS
 from pipelines.mood import labels as moodlabels
 from pipelines.mood.audio_model import fit_audio_mood_model
@@ -22,17 +24,23 @@ from pipelines.mood.query import QueryMoodModel
 from pipelines.mood.query_training import train_query_mood_model
 from pipelines.mood.tags import scorer_for
 from pipelines.mood.tracks import track_moods as mood_of_tracks
+from pipelines.mood.word_mood import choose_tag_priors, selection_markdown
 from pipelines.store import DATA_DIR, atomic_path, read_model
 
 
-@asset(group_name="mood", compute_kind="scikit-learn")
+@asset(group_name="mood", compute_kind="scikit-learn", code_version="1")
+@reuses_model(
+    artifact=lambda layout: layout.model("query_mood"), data=("text",),
+    settings=lambda s: {"train_limit": s.query_mood_train_limit},
+)
 def query_mood_model(
     context: AssetExecutionContext, settings: MoodscapeSettings, store: StoreResource
 ) -> MaterializeResult:
     """Text → (valence, arousal, confidence): ridge heads over MiniLM embedding, encoder layer and
     lexicon features, trained on EmoBank (train split) and Glasgow-norm words (open data); every
     choice (Glasgow weight, penalty, per axis) by leave-one-out CV on EmoBank train. The encoder
-    features of the fixed training texts are cached in the store by content.
+    features of the fixed training texts are cached in the store by content, and the model is
+    reused while its code, training data and settings are unchanged (``assets.modelcache``).
     """
     quick = settings.query_mood_train_limit is not None
     layout = store.layout()
@@ -51,7 +59,14 @@ def query_mood_model(
     return MaterializeResult(metadata={**flat, "metrics": MetadataValue.json(metrics)})
 
 
-@asset(group_name="mood", deps=["emopia_audio", "query_mood_model"], compute_kind="scikit-learn")
+@asset(
+    group_name="mood", deps=["emopia_audio"], compute_kind="scikit-learn",
+    code_version=f"2-{EXTRACT_VERSION}",
+)
+@reuses_model(
+    artifact=lambda layout: layout.model("audio_mood"), data=("audio", "corpus", "emopia/labels.csv", "text"),
+    upstream=("emopia_audio",),
+)
 def audio_mood_model(
     context: AssetExecutionContext, settings: MoodscapeSettings, store: StoreResource
 ) -> MaterializeResult:
@@ -62,8 +77,10 @@ def audio_mood_model(
     valence/arousal signs) and the immich mood folders (targets from the Glasgow norms of the
     folder's mood word); the candidate per axis is chosen by song-grouped cross-validation on the
     train rows, its probabilities calibrated (sigmoid or isotonic, by CV log-loss). The backbone part:
-    tag probabilities × co-occurrence tag priors (MTG-Jamendo, MusicCaps; mood words read by the
-    query-mood model), scaled on the diverse reference clips (immich, librosa examples), and a tag-logit
+    tag probabilities × co-occurrence tag priors (MTG-Jamendo, MusicCaps; mood words read through
+    the word norms, optionally widened by a word regressor — ``pipelines.mood.word_mood``, the
+    variant chosen on shipped labelled audio only; never the query-mood model, so retraining that
+    model leaves this one unchanged), scaled on the diverse reference clips (immich, librosa examples), and a tag-logit
     arousal classifier fitted on the EMOPIA train clips; the gate tells EMOPIA train clips from those
     reference clips. The song-disjoint EMOPIA val split is scored once
     afterwards and influences nothing.
@@ -95,10 +112,11 @@ def audio_mood_model(
     trained, metrics = fit_audio_mood_model(
         features=feats, labels=labels, feature_columns=list(FEATURE_COLUMNS), refit_on_all=False
     )
-    priors = tag_priors(
+    priors = choose_tag_priors(
         lexicon=MoodLexicon.from_files(data_dir=DATA_DIR),
         data_dir=DATA_DIR,
-        text_model=QueryMoodModel.load(store.layout().model("query_mood")),
+        audio=feats,
+        emopia=emopia.filter(pl.col(moodlabels.SPLIT) == "train"),
     )
     train_ids = labels.filter(pl.col(moodlabels.SPLIT) == "train").get_column(S.TRACK_ID).to_list()
     model, gate_metrics = fit_store_audio_mood_model(
@@ -115,6 +133,8 @@ def audio_mood_model(
     meta: dict = {**flat, **stats, **{k: v for k, v in gate_metrics.items() if isinstance(v, (int, float))}}
     meta["prior_scale"] = MetadataValue.json(gate_metrics["prior_scale"])
     meta["tag_prior_items"] = MetadataValue.json(priors.items)
+    meta["tag_prior_reader"] = priors.selection["chosen"]
+    meta["tag_prior_selection"] = MetadataValue.md(selection_markdown(priors.selection))
     meta |= _val_of_model(model, feats, labels)
     for axis, c in metrics["chosen"].items():
         meta[f"chosen_{axis}"] = f"{c['kind']} {c['param']:g} (CV acc {c['cv_acc']:.3f})"
@@ -204,6 +224,7 @@ def _scatter(df: pl.DataFrame):
     deps=["audio_features_imputed", "text_embeddings", "music_tracks", "imputed_metadata", "query_mood_model",
           "audio_mood_model"],
     compute_kind="numpy",
+    code_version="1",
 )
 def track_moods(context: AssetExecutionContext, store: StoreResource) -> MaterializeResult:
     """(valence, arousal) in [-1, 1] for every music track, with ``mood_source`` and confidence.

@@ -13,6 +13,7 @@ from pipelines import schema as S
 from pipelines.audio.acquire import acquire_audio
 from pipelines.heal.textdoc import split_tags
 from pipelines.index.bundle import RANKER_FILE
+from pipelines.index.remote_store import RemoteStore, push_version
 from pipelines.index.version import assemble_version, new_version_id, publish
 from pipelines.store import StoreLayout, read_array
 
@@ -83,6 +84,7 @@ def _extra_files(layout: StoreLayout, *, has_audio_index: bool) -> dict[str, Pat
         "audio_fetch",
     ],
     compute_kind="python",
+    code_version="1",
 )
 def published_store(context: AssetExecutionContext, store: StoreResource) -> MaterializeResult:
     """A complete serving version (tracks, vectors, the three checked indices, query-mood model,
@@ -125,9 +127,13 @@ def published_store(context: AssetExecutionContext, store: StoreResource) -> Mat
         layout=layout,
     )
     publish(version, layout=layout)
+    remote = RemoteStore.from_env()  # replicas serve from an object store: copy the version there, pointer last
+    pushed = push_version(local=layout, remote=remote, version=version) if remote is not None else 0
     return MaterializeResult(
         metadata={
             "version": version,
+            "object_store": remote.url if remote is not None else "(none: served from this store)",
+            "object_store_files": pushed,
             "folder": MetadataValue.path(str(folder)),
             "tracks": n,
             "url_status": counts_md(value_counts(tracks, S.URL_STATUS), key="status"),

@@ -151,6 +151,7 @@ def ranker_examples(store: StoreResource) -> tuple[Examples | None, int]:
     deps=["query_mood_model", "audio_mood_model", "track_moods", "text_embeddings", "imputed_metadata",
           "audio_features_imputed", "audio_index", "music_tracks"],
     compute_kind="xgboost",
+    code_version="1",
 )
 def learned_ranker(context: AssetExecutionContext, store: StoreResource) -> MaterializeResult:
     """LambdaMART (xgboost ``rank:ndcg``) over the ranking's features, trained on the store's

@@ -8,6 +8,7 @@ One root (``MOODSCAPE_HOME``, default ``<repo>/.moodscape``) holds:
 - ``store/audio/...``                 audio the pipeline rendered itself (EMOPIA MIDI → ogg)
 - ``store/versions/VERSION/``         a published serving bundle (tracks, indices, manifest)
 - ``store/CURRENT``                   the published version id (switched atomically, last)
+- ``store/availability.parquet``      link statuses newer than the published version (hot-reloaded)
 
 Serving reads only ``versions/$(CURRENT)``; it never opens anything Dagster is writing.
 """
@@ -108,6 +109,12 @@ class StoreLayout:
     @property
     def current_pointer(self) -> Path:
         return self.root / "CURRENT"
+
+    @property
+    def availability_overlay(self) -> Path:
+        """The link statuses checked since the published version was built (beside ``CURRENT``,
+        replaced atomically after each re-check; the service reloads it without a rebuild)."""
+        return self.root / "availability.parquet"
 
     def current_version(self) -> str | None:
         """The published version id named by ``CURRENT``, or None when nothing is published."""

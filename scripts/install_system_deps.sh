@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install the Debian packages Moodscape needs, only when missing:
 #   fluidsynth + fluid-soundfont-gm  MIDI → audio (EMOPIA rendering)
-#   redis-server                     the optional shared response cache (tested against a real server)
+#   redis-server                     the optional shared response cache and the celery executor's broker
+#                                    (both tested against a real server)
 #   chromium + chromium-driver       the headless-browser test of the web page
 #   postgresql                       the production Dagster profile (tested against a real server)
 set -euo pipefail

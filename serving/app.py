@@ -18,14 +18,17 @@ from urllib.parse import quote
 import msgspec
 from litestar import Litestar, Response, get, post
 from litestar.datastructures import State
+from litestar.exceptions import NotFoundException
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import RedocRenderPlugin, SwaggerRenderPlugin
 from litestar.params import Parameter
 
+from pipelines import schema as S
 from pipelines import store
 from pipelines.embed.sentence import BatchingEncoder
 from pipelines.errors import InvalidInputError, UnavailableError, UnknownTrackError
 from pipelines.index.bundle import Bundle
+from pipelines.index.remote_store import RemoteStore
 from pipelines.rank.learned import ranker_for_bundle
 from pipelines.rank.recommender import Recommender
 from pipelines.rank.types import MAX_TOP_K, RecommendRequest, RecommendResponse, Track
@@ -33,6 +36,7 @@ from serving import media, schemas, web
 from serving.cache import ResponseCache, cache_key
 from serving.display import DisplayTables
 from serving.errors import EXCEPTION_HANDLERS
+from serving.mirror import VersionMirror
 from serving.reload import RecommenderHolder, build_generation
 from serving.settings import ServingSettings
 
@@ -56,8 +60,9 @@ def resolve_bundle_dir(*, store_root: Path | None = None, bundle_dir: Path | Non
 
 
 def _version_key(rec: Recommender) -> str:
-    """Store version + build time: a republished version with the same name gets new keys."""
-    return f"{rec.bundle.version}@{rec.bundle.manifest.get('created_at', '')}"
+    """Store version + build time + availability overlay: a republished version with the same name,
+    or a new overlay, gets new keys."""
+    return f"{rec.bundle.version}@{rec.bundle.manifest.get('created_at', '')}+{rec.availability_version}"
 
 
 def _recommend_one(
@@ -144,10 +149,12 @@ def recommend_batch(data: schemas.BatchRequest, state: State) -> Response[schema
 
 
 @get("/tracks/{track_id:str}", sync_to_thread=False)
-def get_track(track_id: str, state: State) -> schemas.ServedTrack:
-    """One track of the served version (404 when unknown)."""
+def get_track(track_id: str, state: State, include_unavailable: bool = False) -> schemas.ServedTrack:
+    """One track of the served version (404 when unknown, or when its link is DEAD unless ``include_unavailable``)."""
     with state.holder.lease() as rec:
         track = rec.track_by_id(track_id)
+        if track.url_status == S.DEAD and not include_unavailable:
+            raise NotFoundException(detail=f"track {track_id!r} is unavailable: its link is DEAD")
         return _served_track(track, row=int(rec.rows_of([track_id])[0]), rec=rec, displays=state.displays)
 
 
@@ -193,11 +200,26 @@ def health(state: State) -> schemas.Health:
         ),
         loaded_at=gen.loaded_at.isoformat(),
         reload="store" if holder.reloadable else "fixed",
-        reload_error=holder.last_error,
+        availability=_availability(holder),
+        reload_error=holder.last_error or (state.mirror.last_error if state.mirror is not None else None),
         cache=schemas.CacheInfo(
             size=stats.size, capacity=stats.capacity, hits=stats.hits, misses=stats.misses,
             redis_hits=stats.redis_hits, redis=stats.redis,
         ),
+    )
+
+
+def _availability(holder: RecommenderHolder) -> schemas.AvailabilityInfo | None:
+    overlay = holder.overlay
+    if overlay is None and holder.overlay_error is None:
+        return None
+    return schemas.AvailabilityInfo(
+        version=None if overlay is None else overlay.written_at,
+        age_s=None if overlay is None else round(overlay.age_s(), 3),
+        base_version=None if overlay is None else overlay.base_version,
+        tracks=0 if overlay is None else overlay.table.height,
+        dead=0 if overlay is None else overlay.dead,
+        error=holder.overlay_error,
     )
 
 
@@ -254,6 +276,14 @@ def create_app(
         import anyio.to_thread
 
         root = None if bundle_dir is not None else (Path(store_root) if store_root is not None else store.store_root())
+        mirror = None
+        if root is not None and settings.store_url:  # serve the object store's version through a local cache
+            mirror = VersionMirror(
+                remote=RemoteStore.from_url(settings.store_url, endpoint_url=settings.store_endpoint_url),
+                local=store.StoreLayout(root), interval_s=settings.reload_interval_s,
+            )
+            await anyio.to_thread.run_sync(mirror.pull)
+        app.state.mirror = mirror
         folder = resolve_bundle_dir(store_root=root, bundle_dir=bundle_dir)
         pointer = None if root is None else folder.name
         gen = await anyio.to_thread.run_sync(
@@ -266,14 +296,18 @@ def create_app(
             audio_roots=audio_roots(store_root=root, bundle_dir=bundle_dir, extra=settings.audio_roots)
         )
         holder.start()
+        if mirror is not None:
+            mirror.start()
         try:
             yield
         finally:
+            if mirror is not None:
+                await anyio.to_thread.run_sync(mirror.stop)
             await anyio.to_thread.run_sync(holder.stop)
             app.state.cache.close()
             if encoder is not None:
                 encoder.close()
-            del app.state.holder, app.state.cache, app.state.displays
+            del app.state.holder, app.state.cache, app.state.displays, app.state.mirror
 
     return Litestar(
         route_handlers=[recommend, recommend_batch, get_track, similar_tracks, media.track_audio, health, admin_reload,

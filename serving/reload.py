@@ -5,6 +5,11 @@ Every request takes a *lease* on the current generation (a refcount under a lock
 ``POST /admin/reload``) loads the new bundle, builds and warms its Recommender off the request
 path, swaps the reference atomically, and closes the old Recommender only when its last lease is
 released. A failed load keeps the old version serving and is reported (``last_error``).
+
+The same poll reads the store's availability overlay (link statuses newer than the version,
+``pipelines.heal.links.overlay``) whenever its file changes and applies it to the served
+Recommender, and to each new version before it is swapped in. A missing or unreadable overlay
+keeps the last good one (``overlay_error``).
 """
 
 import logging
@@ -16,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from pipelines.errors import ConflictError, UnavailableError
+from pipelines.heal.links.overlay import Overlay, read_overlay
 from pipelines.index.bundle import Bundle, load_bundle
 from pipelines.rank.recommender import Recommender
 from pipelines.rank.types import RecommendRequest
@@ -74,11 +80,14 @@ class RecommenderHolder:
         self._layout = None if store_root is None else StoreLayout(Path(store_root))
         self.interval_s = float(interval_s)
         self._lock = threading.Lock()  # guards _gen and lease counts
-        self._reload_lock = threading.Lock()  # one reload at a time
+        self._reload_lock = threading.RLock()  # one reload or overlay change at a time
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.last_error: str | None = None
         self._failed_pointer: str | None = None
+        self.overlay: Overlay | None = None  # the availability overlay applied (the last good one)
+        self.overlay_error: str | None = None
+        self._overlay_seen: tuple[int, int, int] | None = None  # (mtime_ns, size, inode) last read
 
     @property
     def current(self) -> Generation:
@@ -152,22 +161,76 @@ class RecommenderHolder:
                 raise UnavailableError(f"reload failed, still serving the old version: {exc}") from exc
             self.last_error = None
             self._failed_pointer = None
+            self._apply_overlay(new)
             self._swap(new)
             return new, True
 
-    def _poll(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            pointer = self._layout.current_version() if self._layout is not None else None
-            if pointer is None or pointer == self._gen.pointer or pointer == self._failed_pointer:
-                continue
+    # ------------------------------------------------------------------ availability
+    def _apply_overlay(self, gen: Generation) -> None:
+        if self.overlay is not None:
+            gen.recommender.apply_availability(self.overlay.statuses, version=self.overlay.written_at)
+
+    def refresh_availability(self) -> bool:
+        """Read the store's availability overlay if its file changed and apply it; True when applied.
+
+        A missing or unreadable file keeps the overlay applied before (logged, ``overlay_error``).
+        """
+        if self._layout is None:
+            return False
+        path = self._layout.availability_overlay
+        with self._reload_lock:
+            try:
+                st = path.stat()
+                seen = (st.st_mtime_ns, st.st_size, st.st_ino)
+            except FileNotFoundError:
+                seen = None
+            if seen == self._overlay_seen:
+                return False
+            self._overlay_seen = seen
+            if seen is None:
+                if self.overlay is not None:
+                    self.overlay_error = f"{path} is missing; still applying the overlay of {self.overlay.written_at}"
+                    log.warning("%s", self.overlay_error)
+                return False
+            try:
+                overlay = read_overlay(path)
+            except Exception as exc:  # a torn or foreign file: keep the last good overlay
+                kept = "none" if self.overlay is None else self.overlay.written_at
+                self.overlay_error = f"reading {path} failed: {exc}; still applying the overlay of {kept}"
+                log.warning("%s", self.overlay_error)
+                return False
+            self.overlay, self.overlay_error = overlay, None
+            self._apply_overlay(self._gen)
+        log.info("availability overlay of %s applied to version %s (%d tracks, %d DEAD)",
+                 overlay.written_at, self._gen.version, overlay.table.height, overlay.dead)
+        return True
+
+    def _poll_once(self) -> None:
+        pointer = self._layout.current_version() if self._layout is not None else None
+        if pointer is not None and pointer != self._gen.pointer and pointer != self._failed_pointer:
             try:
                 self.reload()
             except Exception:  # logged by reload(); keep polling
                 pass
+        try:
+            self.refresh_availability()
+        except Exception:  # the served version keeps its statuses; keep polling
+            log.exception("applying the availability overlay failed")
+
+    def _poll(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self._poll_once()
 
     def start(self) -> None:
-        """Start polling the published version (no-op for a fixed bundle or a non-positive interval)."""
-        if self._layout is None or self.interval_s <= 0 or self._thread is not None:
+        """Apply the availability overlay, then poll the published version and the overlay (no
+        polling for a fixed bundle or a non-positive interval)."""
+        if self._layout is None or self._thread is not None:
+            return
+        try:
+            self.refresh_availability()
+        except Exception:
+            log.exception("applying the availability overlay failed")
+        if self.interval_s <= 0:
             return
         self._thread = threading.Thread(target=self._poll, name="moodscape-reload", daemon=True)
         self._thread.start()

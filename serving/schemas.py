@@ -48,6 +48,17 @@ class CacheInfo(Out):
     redis: Literal["absent", "up", "down"]
 
 
+class AvailabilityInfo(Out):
+    """The availability overlay applied over the served version's link statuses."""
+
+    version: str | None  # when it was written (UTC ISO-8601); None: none applied yet
+    age_s: float | None
+    base_version: str | None  # the store version it was built against
+    tracks: int  # tracks it lists
+    dead: int  # of which DEAD
+    error: str | None  # why the latest file was not applied (the last good overlay stays)
+
+
 class Health(Out):
     status: Literal["ok"]
     store_version: str
@@ -57,6 +68,7 @@ class Health(Out):
     reload: Literal["store", "fixed"]
     reload_error: str | None
     cache: CacheInfo
+    availability: AvailabilityInfo | None = None
 
 
 class ReloadResult(Out):

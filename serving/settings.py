@@ -6,11 +6,15 @@ variable                        default   meaning
 MOODSCAPE_QUERY_ENCODER         (auto)    onnx | fp32 | bf16 | int8 (``pipelines.embed.query``)
 MOODSCAPE_ENCODER_BATCHING      auto      on | off | auto: batch concurrent queries (torch only)
 MOODSCAPE_RETRIEVAL_THREADS     3         threads running one request's searches (0: inline)
-MOODSCAPE_RELOAD_INTERVAL_S     2         seconds between checks of the published version (<= 0: off)
+MOODSCAPE_RELOAD_INTERVAL_S     2         seconds between checks of the published version and of the
+                                          availability overlay (<= 0: off)
 MOODSCAPE_CACHE_SIZE            1024      responses kept in the in-process LRU (0 disables it)
 MOODSCAPE_REDIS_URL             (none)    a Redis shared by replicas as a second cache level
 MOODSCAPE_REDIS_TTL_S           600       lifetime of a response in Redis
 MOODSCAPE_AUDIO_ROOTS           (none)    more folders (os.pathsep-separated) whose audio may be served
+MOODSCAPE_STORE_URL             (none)    serve the version published on this object store (s3://bucket/prefix),
+                                          cached under the local store (``serving.mirror``)
+MOODSCAPE_STORE_ENDPOINT_URL    (none)    an S3-compatible endpoint for that URL (MinIO, moto, Ceph)
 =============================== ========= ======================================================
 """
 
@@ -22,6 +26,8 @@ from typing import Literal
 
 from pipelines.embed.query import ENV_VAR as QUERY_ENCODER_VAR
 from pipelines.embed.query import parse_precision
+from pipelines.index.remote_store import ENDPOINT_VAR as STORE_ENDPOINT_VAR
+from pipelines.index.remote_store import URL_VAR as STORE_URL_VAR
 
 Batching = Literal["auto", "on", "off"]
 BATCHING: tuple[str, ...] = ("auto", "on", "off")
@@ -50,6 +56,8 @@ class ServingSettings:
     redis_ttl_s: int = 600
     encoder_environ: Mapping[str, str] = field(default_factory=dict)  # ENCODER_VARS that are set
     audio_roots: tuple[Path, ...] = ()  # besides the store's and the bundled data's audio folders
+    store_url: str | None = None  # an object store whose published version is mirrored locally
+    store_endpoint_url: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "ServingSettings":
@@ -70,4 +78,6 @@ class ServingSettings:
             redis_ttl_s=int(_number(env, "MOODSCAPE_REDIS_TTL_S", 600, int)),
             encoder_environ={k: env[k] for k in ENCODER_VARS if k in env},
             audio_roots=tuple(Path(p) for p in env.get("MOODSCAPE_AUDIO_ROOTS", "").split(os.pathsep) if p.strip()),
+            store_url=env.get(STORE_URL_VAR, "").strip() or None,
+            store_endpoint_url=env.get(STORE_ENDPOINT_VAR, "").strip() or None,
         )

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipelines.heal.impute import _knn
+from pipelines.heal.neighbours import nearest
 
 
 @dataclass(frozen=True)
@@ -76,6 +76,16 @@ def _prototype_predict(
             preds.append(global_mean)
             matched.append(False)
     return np.vstack(preds) if preds else np.zeros((0, zbase.shape[1])), np.array(matched, dtype=bool)
+
+
+def _knn(query: np.ndarray, base: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exact inner-product kNN of ``query`` rows among ``base`` rows → (sims (q, k), idx (q, k)),
+    through :func:`pipelines.heal.neighbours.nearest` (blocked, O(n) memory)."""
+    k = min(k, base.shape[0])
+    vectors = np.vstack([base, query]).astype(np.float32, copy=False)
+    nb = nearest(vectors=vectors, base_rows=np.arange(len(base)), query_rows=np.arange(len(base), len(vectors)),
+                 k=k, exact=True)
+    return nb.sims, nb.rows
 
 
 def _knn_predict(qvec: np.ndarray, bvec: np.ndarray, zbase: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -29,19 +29,27 @@ def load_encoder():
         return _model
 
 
-def embed_texts(texts: Sequence[str], *, batch_size: int = 128, progress: bool = False) -> np.ndarray:
-    """Embed ``texts`` → float32 array of shape (n, 384), rows L2-normalised (cosine = dot)."""
+def embed_texts(texts: Sequence[str], *, batch_size: int = 32, progress: bool = False) -> np.ndarray:
+    """Embed ``texts`` → float32 array of shape (n, 384), rows L2-normalised (cosine = dot).
+
+    Identical texts are encoded once (a crawl repeats titles and captions); sentence-transformers
+    sorts the distinct texts by length so each batch pads little, and small batches pad less.
+    Time O(u·t²) for u distinct texts of t tokens; memory O(n·384 + batch·t).
+    """
     if len(texts) == 0:
         return np.zeros((0, EMBEDDING_DIM), dtype=np.float32)
     model = load_encoder()
+    slot: dict[str, int] = {}
+    which = np.fromiter((slot.setdefault(t, len(slot)) for t in texts), dtype=np.int64, count=len(texts))
     vectors = model.encode(
-        list(texts),
+        list(slot),
         batch_size=batch_size,
         show_progress_bar=progress,
         convert_to_numpy=True,
         normalize_embeddings=True,
     )
-    return np.ascontiguousarray(vectors, dtype=np.float32)
+    vectors = np.asarray(vectors, dtype=np.float32)
+    return np.ascontiguousarray(vectors if len(slot) == len(texts) else vectors[which])
 
 
 class BatchingEncoder:

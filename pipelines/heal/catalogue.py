@@ -106,6 +106,9 @@ def music_catalogue(
     given) scores only the rows they left undecided. MOVED links take their new address (the crawled
     one stays in ``permalink_url_original``); a confirmed DEAD link takes the URL and status of a live
     copy of the same track elsewhere in the catalogue (provenance in ``url_resolution_*``).
+    O(n) memory; time O(n) hash joins plus the steps' own (``classify_music``, ``apply_classifier``,
+    ``resolve_dead_links``), the only super-linear one being the near-copy search, O(r·A) for r
+    unresolved DEAD rows and A catalogue artists.
     """
     verdict = classify_music(tracks=tracks, audio_features=audio_features.filter(pl.col(S.AUDIO_ERROR).is_null()))
     if classifier is not None:
@@ -148,6 +151,9 @@ def heal_metadata(
     neighbours → the track's k-means text cluster → null (``unknown``). Tags: kNN votes, else
     vocabulary n-grams of the track's own text. Confirmed DEAD tracks inherit missing genre / tags
     from the most similar live track. Every filled value is flagged in its ``*_source`` column.
+    O(n·d) memory (no pairwise matrix; the vectors are not copied when text-less rows are zero);
+    time dominated by the FAISS neighbour searches (see ``neighbours.nearest``), k-means on at
+    most ``KMEANS_FIT_MAX`` rows, and TF-IDF tag matching, each linear or block-bounded in n.
     """
     if text_table.get_column(S.TRACK_ID).to_list() != tracks.get_column(S.TRACK_ID).to_list():
         raise ValueError("text_embeddings is not aligned with music_tracks: re-materialize text_embeddings")
@@ -155,40 +161,34 @@ def heal_metadata(
     has_text = text_table.get_column("has_text").to_numpy()
     ids = tracks.get_column(S.TRACK_ID).to_list()
     observed = tracks.get_column(S.GENRE).to_list()
+    # rows without text are zero in text_embeddings already: no masked copy of the vectors then
+    no_text = np.flatnonzero(~has_text)
+    features = np.where(has_text[:, None], vectors, 0.0) if vectors[no_text].any() else vectors
     chain = impute_genres(
         track_ids=ids,
         artists=tracks.get_column(S.ARTIST).to_list(),
         genres=observed,
-        vectors=np.where(has_text[:, None], vectors, 0.0),
+        vectors=features,
         k=min(20, max(1, int(has_text.sum()))),
     )
-    chain_src = chain.get_column(S.GENRE_SOURCE).to_list()
-    chain_genre = chain.get_column(S.GENRE).to_list()
-    chain_conf = chain.get_column(GENRE_CONFIDENCE).to_list()
     # The artist step first, then kNN votes, then clusters.
-    step1 = [g if src == "artist" else o for g, src, o in zip(chain_genre, chain_src, observed)]
-    out, metrics = impute_metadata(
-        tracks=tracks.with_columns(pl.Series(S.GENRE, step1, dtype=pl.Utf8)), text_vectors=vectors, has_text=has_text
-    )
-    genre, source, conf = (
-        out.get_column(S.GENRE).to_list(),
-        out.get_column(S.GENRE_SOURCE).to_list(),
-        out.get_column(GENRE_CONFIDENCE).to_list(),
-    )
-    for i, src in enumerate(chain_src):
-        if src == "artist":
-            source[i], conf[i] = "artist", chain_conf[i]
-        elif genre[i] is None and src == "cluster":
-            genre[i], source[i], conf[i] = chain_genre[i], "cluster", chain_conf[i]
-        elif genre[i] is None:
-            source[i] = "unknown"
-        elif source[i] == "imputed":
-            source[i] = "knn"
+    cs, cg, cc = (pl.col("_chain_source"), pl.col("_chain_genre"), pl.col("_chain_confidence"))
+    step1 = tracks.with_columns(chain.get_column(S.GENRE_SOURCE).alias("_chain_source"),
+                                chain.get_column(S.GENRE).alias("_chain_genre")).select(
+        pl.when(cs == "artist").then(cg).otherwise(pl.col(S.GENRE)).alias(S.GENRE)).to_series()
+    out, metrics = impute_metadata(tracks=tracks.with_columns(step1), text_vectors=vectors, has_text=has_text)
+    genre, source = pl.col(S.GENRE), pl.col(S.GENRE_SOURCE)
+    from_cluster = genre.is_null() & (cs == "cluster")
     out = out.with_columns(
-        pl.Series(S.GENRE, genre, dtype=pl.Utf8),
-        pl.Series(S.GENRE_SOURCE, source, dtype=pl.Utf8),
-        pl.Series(GENRE_CONFIDENCE, conf, dtype=pl.Float64),
-    )
+        chain.get_column(S.GENRE_SOURCE).alias("_chain_source"), chain.get_column(S.GENRE).alias("_chain_genre"),
+        chain.get_column(GENRE_CONFIDENCE).alias("_chain_confidence"),
+    ).with_columns(
+        pl.when(from_cluster).then(cg).otherwise(genre).alias(S.GENRE),
+        pl.when(cs == "artist").then(pl.lit("artist")).when(from_cluster).then(pl.lit("cluster"))
+        .when(genre.is_null()).then(pl.lit("unknown")).when(source == "imputed").then(pl.lit("knn"))
+        .otherwise(source).alias(S.GENRE_SOURCE),
+        pl.when((cs == "artist") | from_cluster).then(cc).otherwise(pl.col(GENRE_CONFIDENCE)).alias(GENRE_CONFIDENCE),
+    ).drop("_chain_source", "_chain_genre", "_chain_confidence")
     out = _inherit_for_dead(
         out=out,
         observed_genres=observed,
@@ -197,19 +197,17 @@ def heal_metadata(
         has_text=has_text,
     )
     # Tags from the track's own words where neither the crawl nor the neighbours gave any.
-    need = [i for i, t in enumerate(out.get_column(S.TAGS).to_list()) if not t]
-    texts = [
-        " ".join(x for x in (r[S.TITLE], r[S.DESCRIPTION], r[S.VIBE_TEXT]) if x)
-        for r in out.select(S.TITLE, S.DESCRIPTION, S.VIBE_TEXT).iter_rows(named=True)
-    ]
-    found = (
-        tags_from_text(texts=[texts[i] for i in need], vocabulary=build_vocabulary(data_dir=data_dir)) if need else []
-    )
-    tags, tags_src = out.get_column(S.TAGS).to_list(), out.get_column(S.TAGS_SOURCE).to_list()
-    for i, got in zip(need, found):
-        if got:
-            tags[i], tags_src[i] = ", ".join(got), "text_match"
-    out = out.with_columns(pl.Series(S.TAGS, tags, dtype=pl.Utf8), pl.Series(S.TAGS_SOURCE, tags_src, dtype=pl.Utf8))
+    need = out.select(pl.arg_where(pl.col(S.TAGS).fill_null("") == "")).to_series()
+    if len(need):
+        own = [pl.when(pl.col(c) != "").then(pl.col(c)) for c in (S.TITLE, S.DESCRIPTION, S.VIBE_TEXT)]
+        texts = out[need].select(pl.concat_str(own, separator=" ", ignore_nulls=True).fill_null("")).to_series()
+        found = tags_from_text(texts=texts.to_list(), vocabulary=build_vocabulary(data_dir=data_dir))
+        hit = [i for i, got in enumerate(found) if got]
+        rows = need.gather(hit) if hit else pl.Series([], dtype=pl.UInt32)
+        out = out.with_columns(
+            out.get_column(S.TAGS).scatter(rows, pl.Series([", ".join(found[i]) for i in hit], dtype=pl.Utf8)),
+            out.get_column(S.TAGS_SOURCE).scatter(rows, pl.Series(["text_match"] * len(hit), dtype=pl.Utf8)),
+        )
     out = fill_descriptions(tracks=out)  # after text_doc: synthetic text is never embedded
     feats = metadata_features(tracks=out, now_year=now_year or datetime.now(timezone.utc).year)
     return out.join(feats, on=S.TRACK_ID, how="left"), metrics
@@ -219,40 +217,36 @@ def _inherit_for_dead(
     *, out: pl.DataFrame, observed_genres: list, observed_tags: list, vectors: np.ndarray, has_text: np.ndarray
 ) -> pl.DataFrame:
     """DEAD (unresolved) tracks take their missing genre / tags from the most similar live track by
-    text embedding (``genre_source`` / ``tags_source`` = inherited, donors recorded)."""
-    status = out.get_column(S.URL_STATUS).to_list() if S.URL_STATUS in out.columns else [None] * out.height
-    dead = np.array([s == S.DEAD for s in status])
-    ids = out.get_column(S.TRACK_ID).to_list()
+    text embedding (``genre_source`` / ``tags_source`` = inherited, donors recorded).
+    Time: ``inherit_from_similar`` plus an O(n) hash join; memory O(n·d) (see there)."""
+    dead = (
+        out.select((pl.col(S.URL_STATUS) == S.DEAD).fill_null(False)).to_series().to_numpy()
+        if S.URL_STATUS in out.columns else np.zeros(out.height, dtype=bool)
+    )
     inherited = inherit_from_similar(
-        track_ids=ids,
+        track_ids=out.get_column(S.TRACK_ID).to_list(),
         vectors=vectors,
         has_text=has_text,
         recipients=dead,
         donors=~dead,
         genres=observed_genres,
         tags=observed_tags,
+    ).select(
+        S.TRACK_ID, pl.col(S.GENRE).alias("_genre"), pl.col("genre_donor").alias(S.DONOR_TRACK_ID),
+        pl.col(S.TAGS).alias("_tags"), pl.col("tags_donor").alias(S.TAGS_DONOR_TRACK_ID), "genre_similarity",
     )
-    genre, gsrc, conf = (
-        out.get_column(S.GENRE).to_list(),
-        out.get_column(S.GENRE_SOURCE).to_list(),
-        out.get_column(GENRE_CONFIDENCE).to_list(),
-    )
-    tags, tsrc = out.get_column(S.TAGS).to_list(), out.get_column(S.TAGS_SOURCE).to_list()
-    gdonor: list[str | None] = [None] * out.height
-    tdonor: list[str | None] = [None] * out.height
-    row = {t: i for i, t in enumerate(ids)}
-    for r in inherited.iter_rows(named=True):
-        i = row[r[S.TRACK_ID]]
-        if r["genre_donor"] is not None:
-            genre[i], gsrc[i], conf[i], gdonor[i] = r[S.GENRE], "inherited", r["genre_similarity"], r["genre_donor"]
-        if r["tags_donor"] is not None:
-            tags[i], tsrc[i], tdonor[i] = r[S.TAGS], "inherited", r["tags_donor"]
-    return out.with_columns(
-        pl.Series(S.GENRE, genre, dtype=pl.Utf8),
-        pl.Series(S.GENRE_SOURCE, gsrc, dtype=pl.Utf8),
-        pl.Series(GENRE_CONFIDENCE, conf, dtype=pl.Float64),
-        pl.Series(S.TAGS, tags, dtype=pl.Utf8),
-        pl.Series(S.TAGS_SOURCE, tsrc, dtype=pl.Utf8),
-        pl.Series(S.DONOR_TRACK_ID, gdonor, dtype=pl.Utf8),
-        pl.Series(S.TAGS_DONOR_TRACK_ID, tdonor, dtype=pl.Utf8),
+    g, t = pl.col(S.DONOR_TRACK_ID).is_not_null(), pl.col(S.TAGS_DONOR_TRACK_ID).is_not_null()
+    return (
+        out.drop(S.DONOR_TRACK_ID, S.TAGS_DONOR_TRACK_ID, strict=False)
+        .join(inherited, on=S.TRACK_ID, how="left", maintain_order="left")
+        .with_columns(
+            pl.when(g).then(pl.col("_genre")).otherwise(pl.col(S.GENRE)).alias(S.GENRE),
+            pl.when(g).then(pl.lit("inherited")).otherwise(pl.col(S.GENRE_SOURCE)).alias(S.GENRE_SOURCE),
+            pl.when(g).then(pl.col("genre_similarity")).otherwise(pl.col(GENRE_CONFIDENCE)).alias(GENRE_CONFIDENCE),
+            pl.when(t).then(pl.col("_tags")).otherwise(pl.col(S.TAGS)).alias(S.TAGS),
+            pl.when(t).then(pl.lit("inherited")).otherwise(pl.col(S.TAGS_SOURCE)).alias(S.TAGS_SOURCE),
+        )
+        .drop("_genre", "_tags", "genre_similarity")
+        .select(*[c for c in out.columns if c not in (S.DONOR_TRACK_ID, S.TAGS_DONOR_TRACK_ID)],
+                S.DONOR_TRACK_ID, S.TAGS_DONOR_TRACK_ID)
     )

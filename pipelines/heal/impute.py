@@ -13,18 +13,8 @@ import polars as pl
 
 from pipelines import schema as S
 from pipelines.heal.genres import GENRE_CONFIDENCE
+from pipelines.heal.neighbours import nearest
 from pipelines.heal.textdoc import split_tags
-
-
-def _knn(query: np.ndarray, base: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Exact inner-product kNN (rows L2-normalised) → (sims (q,k), idx (q,k)); chunked to bound memory."""
-    import faiss
-
-    k = min(k, base.shape[0])
-    index = faiss.IndexFlatIP(base.shape[1])
-    index.add(np.ascontiguousarray(base, dtype=np.float32))
-    sims, idx = index.search(np.ascontiguousarray(query, dtype=np.float32), k)
-    return sims, idx
 
 
 @dataclass(frozen=True)
@@ -44,6 +34,11 @@ def impute_metadata(
 
     Returns the tracks with ``genre``/``tags`` filled where confident, plus ``genre_source``,
     ``genre_confidence``, ``tags_source``, ``description_source``; and a metrics dict.
+
+    Neighbours: ``neighbours.nearest`` (k + 1, self skipped) of the rows lacking a value among the
+    rows that have one — exact below ``EXACT_MAX_PAIRS`` query × donor pairs, IVF above; ties by row.
+    Time O(q·m·d) exact / O(q·m·d·nprobe/nlist) IVF for q queries and m donors, plus O(q·k·t)
+    votes (t tags per donor); memory O(n·(d + k)) — one index copy of the donors, (q, k) results.
     """
     n = tracks.height
     genres = tracks.get_column(S.GENRE).to_list()
@@ -58,29 +53,37 @@ def impute_metadata(
     ]
     new_tags, tags_src = list(tags), [("observed" if t else None) for t in tags]
     if len(need) and len(donors):
-        sims, idx = _knn(text_vectors[need], text_vectors[donors], config.k + 1)
-        for row, srow, irow in zip(need, sims, idx):
+        found = nearest(vectors=text_vectors, base_rows=donors, query_rows=need, k=config.k + 1)
+        genre_of = [g if ok else None for g, ok in zip(genres, has_genre.tolist())]
+        split_cache: dict[str, list[str]] = {}
+        tags_of: list[list[str] | None] = [None] * n
+        for d in np.flatnonzero(has_tags).tolist():
+            if tags[d] not in split_cache:
+                split_cache[tags[d]] = [t.lower() for t in split_tags(tags[d])]
+            tags_of[d] = split_cache[tags[d]]
+        min_sim = config.min_similarity
+        for row, srow, drow in zip(need.tolist(), found.sims.astype(np.float64).tolist(), found.rows.tolist()):
+            want_genre, want_tags = not genres[row], not tags[row]
             genre_votes: defaultdict[str, float] = defaultdict(float)
             tag_votes: Counter[str] = Counter()
             total = 0.0
-            for s, j in zip(srow, irow):
-                d = donors[j]
-                if d == row or s < config.min_similarity:
+            for s, d in zip(srow, drow):
+                if d < 0 or d == row or s < min_sim:
                     continue
-                total += float(s)
-                if has_genre[d]:
-                    genre_votes[genres[d]] += float(s)
-                if has_tags[d]:
-                    for t in split_tags(tags[d]):
-                        tag_votes[t.lower()] += float(s)
+                total += s
+                if want_genre and genre_of[d] is not None:
+                    genre_votes[genre_of[d]] += s
+                if want_tags and tags_of[d] is not None:
+                    for t in tags_of[d]:
+                        tag_votes[t] += s
             if total <= 0:
                 continue
-            if not genres[row] and genre_votes:
+            if want_genre and genre_votes:
                 best, weight = max(genre_votes.items(), key=lambda kv: kv[1])
                 share = weight / sum(genre_votes.values())
                 if share >= config.min_share:
                     new_genres[row], genre_src[row], genre_conf[row] = best, "imputed", round(share, 4)
-            if not tags[row] and tag_votes:
+            if want_tags and tag_votes:
                 chosen = [t for t, w in tag_votes.most_common(config.max_tags) if w / total >= config.tag_share]
                 if chosen:
                     new_tags[row], tags_src[row] = ", ".join(chosen), "imputed"
@@ -111,6 +114,7 @@ def fill_descriptions(*, tracks: pl.DataFrame) -> pl.DataFrame:
     Synthetic descriptions are display text only: they restate metadata the track already has, are
     never embedded (``text_doc`` is built from observed text before this runs) and never count as
     text evidence. Tracks with neither genre nor artist nor year stay null.
+    O(n) time (one Python pass over the rows lacking a description) and O(n) memory.
     """
     desc = tracks.get_column(S.DESCRIPTION).to_list()
     source = tracks.get_column(S.DESCRIPTION_SOURCE).to_list() if S.DESCRIPTION_SOURCE in tracks.columns else [

@@ -173,18 +173,21 @@ def _merge(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 def _group_duplicates(good: list[tuple[int, dict[str, Any]]]) -> dict[str, list[dict[str, Any]]]:
     """Clean rows → groups of one track: explicit ids first, then id-less rows by permalink, then
-    by title+artist+created_at. Keys: ``id:``/``url:``/``ta:`` + the identity they share."""
+    by title+artist+created_at. Keys: ``id:``/``url:``/``ta:`` + the identity they share.
+    O(n) time and memory (hashed keys; URLs normalised only when id-less rows need them)."""
     groups: dict[str, list[dict[str, Any]]] = {}
+    idless: list[dict[str, Any]] = []
+    for _, row in good:
+        if row[TRACK_ID]:
+            groups.setdefault("id:" + row[TRACK_ID], []).append(row)
+        else:
+            idless.append(row)
     url_owner: dict[str, str] = {}
-    for _, row in good:
-        if row[TRACK_ID]:
-            key = "id:" + row[TRACK_ID]
-            groups.setdefault(key, []).append(row)
-            if row[PERMALINK_URL]:
-                url_owner.setdefault(normalise_url(url=row[PERMALINK_URL]), key)
-    for _, row in good:
-        if row[TRACK_ID]:
-            continue
+    if any(row[PERMALINK_URL] for row in idless):  # permalinks of identified rows matter only then
+        for _, row in good:
+            if row[TRACK_ID] and row[PERMALINK_URL]:
+                url_owner.setdefault(normalise_url(url=row[PERMALINK_URL]), "id:" + row[TRACK_ID])
+    for row in idless:
         if row[PERMALINK_URL]:
             url = normalise_url(url=row[PERMALINK_URL])
             key = url_owner.setdefault(url, "url:" + url)
@@ -197,17 +200,18 @@ def _group_duplicates(good: list[tuple[int, dict[str, Any]]]) -> dict[str, list[
 def _process(
     records: list[Record], *, base_dir: Path | None, source_name: str, progress: bool,
 ) -> tuple[pl.DataFrame, pl.DataFrame, int]:
-    """Records → (tracks frame, quarantine frame, duplicates merged)."""
+    """Records → (tracks frame, quarantine frame, duplicates merged). O(n) time and memory: one
+    Python pass per row (cell parsing), hashed duplicate groups, one sort of the groups."""
     good: list[tuple[int, dict[str, Any]]] = []
     quarantine: list[tuple[int, str, str]] = []
     for row_number, raw, values, read_error in tqdm(records, desc="ingest", unit="row", disable=not progress):
-        raw_json = json.dumps(raw, ensure_ascii=False, default=str)
         if read_error is not None or values is None:
-            quarantine.append((row_number, raw_json, read_error or "unreadable row"))
+            quarantine.append((row_number, json.dumps(raw, ensure_ascii=False, default=str),
+                               read_error or "unreadable row"))
             continue
         row, problems = _clean_row(values, base_dir=base_dir, source_name=source_name)
         if problems:
-            quarantine.append((row_number, raw_json, "; ".join(problems)))
+            quarantine.append((row_number, json.dumps(raw, ensure_ascii=False, default=str), "; ".join(problems)))
         else:
             good.append((row_number, row))
 
@@ -243,7 +247,7 @@ def _stats(*, rows_in: int, tracks: pl.DataFrame, quarantine: pl.DataFrame, dupl
 def ingest_frame(*, df: pl.DataFrame, source_name: str, base_dir: Path | None = None,
                  progress: bool = False) -> IngestResult:
     """An in-memory crawl frame (any dtypes) → IngestResult. ``source_name`` fills a null ``source``;
-    relative audio paths resolve against ``base_dir`` when given."""
+    relative audio paths resolve against ``base_dir`` when given. O(n) time and memory."""
     mapping, missing, ignored = column_map(df.columns, what=source_name)
     records: list[Record] = []
     for n, raw in enumerate(df.to_dicts(), start=1):
@@ -260,7 +264,7 @@ def ingest(*, path: Path, progress: bool = False) -> IngestResult:
     ``tracks``: (n, 13) in ``CRAWL_COLUMNS`` order, ``year`` Int32, ``playback_count`` Int64, the rest
     Utf8; ``quarantine``: (q, 3) ``row_number`` Int64, ``raw`` Utf8 (JSON), ``reason`` Utf8; ``stats``:
     rows_in, ingested, quarantined, duplicates_merged, encoding, encoding_note, columns_missing,
-    columns_ignored. Raises IngestError when the file cannot be read at all.
+    columns_ignored. Raises IngestError when the file cannot be read at all. O(n) time and memory.
     """
     path = Path(path)
     if not path.is_file():

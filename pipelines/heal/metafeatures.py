@@ -59,6 +59,7 @@ def metadata_features(*, tracks: pl.DataFrame, now_year: int) -> pl.DataFrame:
 
     tracks: (n, ≥1) crawl-schema frame (needs ``track_id``; other crawl columns optional, missing =
     null). Returns (n, 1 + len(FEATURE_COLUMNS)) in row order: ``track_id`` then FEATURE_COLUMNS.
+    O(n log n) time (popularity rank; the rest vectorised polars), O(n) memory.
     """
     if S.TRACK_ID not in tracks.columns:
         raise ValueError("tracks needs a track_id column")

@@ -277,6 +277,9 @@ def classify_music(*, tracks: pl.DataFrame, audio_features: pl.DataFrame | None)
     """Tracks (crawl schema; missing text columns are treated as null) + optional audio features
     (``track_id`` + ``pipelines.audio.features`` columns, one row per track, nulls allowed) → frame of shape
     (n_tracks, 3): ``track_id`` Utf8, ``is_music`` Boolean, ``music_reason`` Utf8, in input order.
+
+    Time O(n) regex scans in polars (Rust) plus Python text rules only for the c rows with a
+    possible cue or a non-music audio verdict; memory O(n) (one hashed audio row per track).
     """
     cols = [c for c in _TEXT_COLUMNS if c in tracks.columns]
     feats: dict[str, dict[str, float | None]] = {}
@@ -293,14 +296,16 @@ def classify_music(*, tracks: pl.DataFrame, audio_features: pl.DataFrame | None)
     hits = (tracks.select(pl.any_horizontal(hit_exprs)).to_series().to_list() if hit_exprs
             else [False] * tracks.height)
 
-    ids, verdicts, reasons = [], [], []
-    for row, maybe_cue in zip(tracks.select(TRACK_ID, *cols).iter_rows(named=True), hits):
-        tid = row[TRACK_ID]
-        audio_is_music, audio_reason = _audio_verdict(feats.get(tid))
-        if maybe_cue or audio_is_music is False:
-            text_is_music, text_reason = text_verdict(row=row)
-        else:  # no cue anywhere: the text can only say "music" or nothing
-            text_is_music, text_reason = None, None
+    ids = tracks.get_column(TRACK_ID).to_list()
+    audio = [_audio_verdict(feats.get(tid)) for tid in ids] if feats else [(None, None)] * len(ids)
+    scan = [i for i, (maybe_cue, (audio_is_music, _)) in enumerate(zip(hits, audio))
+            if maybe_cue or audio_is_music is False]
+    # only rows with a possible cue or a non-music audio verdict are read row by row
+    rows = tracks[scan].select(TRACK_ID, *cols).iter_rows(named=True) if scan else []
+    text = {i: text_verdict(row=row) for i, row in zip(scan, rows)}
+    verdicts, reasons = [], []
+    for i, (audio_is_music, audio_reason) in enumerate(audio):
+        text_is_music, text_reason = text.get(i, (None, None))  # no cue: the text says "music" or nothing
         if text_is_music is False:
             verdict, reason = False, text_reason
         elif audio_is_music is False and text_is_music:
@@ -311,7 +316,6 @@ def classify_music(*, tracks: pl.DataFrame, audio_features: pl.DataFrame | None)
             verdict, reason = True, text_reason
         else:
             verdict, reason = True, "default: no non-music evidence (a crawl of music sites)"
-        ids.append(tid)
         verdicts.append(verdict)
         reasons.append(reason)
     return pl.DataFrame(

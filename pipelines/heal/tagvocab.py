@@ -14,6 +14,7 @@ MAX_CHARS = 30
 MIN_ASPECT_COUNT = 3
 MIN_SEGMENT_WORD_COUNT = 5  # a segment of a compound must be a caption word seen ≥ this often
 DEFAULT_MIN_SCORE = 90.0
+GRAM_BLOCK = 4_096  # n-grams scored against the vocabulary per rapidfuzz cdist call
 
 _PUNCT_EDGES = "\"'`.,;:!?()[]{}"
 _WORD = re.compile(r"[a-z0-9]+")
@@ -126,6 +127,34 @@ def build_vocabulary(
     return vocab
 
 
+def _match_grams(grams: Sequence[str], *, vocab: list[str], min_score: float) -> list[str | None]:
+    """Each n-gram → its vocabulary tag: exact after normalisation (or spacing-insensitive), else
+    the first best rapidfuzz ``ratio`` ≥ ``min_score`` (``process.extractOne``'s answer), scored with
+    ``cdist`` ``GRAM_BLOCK`` grams at a time and the best candidates rescored exactly.
+    Time O(g·V) string comparisons for g grams and V tags; memory O(g + GRAM_BLOCK·V)."""
+    import numpy as np
+    from rapidfuzz import fuzz, process
+
+    exact = {v: v for v in vocab}
+    exact.update({_compact(v): v for v in vocab if _compact(v) not in exact})
+    keys = [normalise_tag(g.replace("-", " ")) for g in grams]
+    out: list[str | None] = [exact.get(k) or exact.get(_compact(k)) for k in keys]
+    fuzzy = [i for i, hit in enumerate(out) if hit is None]
+    for start in range(0, len(fuzzy), GRAM_BLOCK):
+        part = fuzzy[start:start + GRAM_BLOCK]
+        rough = process.cdist([keys[i] for i in part], vocab, scorer=fuzz.ratio, score_cutoff=max(0.0, min_score - 1),
+                              dtype=np.float32, workers=-1)
+        for i, row in zip(part, rough):
+            top = float(row.max())
+            if top <= 0:
+                continue
+            scored = [(fuzz.ratio(keys[i], vocab[j]), j) for j in np.flatnonzero(row >= top - 0.01)]
+            best = max(score for score, _ in scored)
+            if best >= min_score:
+                out[i] = vocab[min(j for score, j in scored if score == best)]
+    return out
+
+
 def tags_from_text(
     *, texts: Sequence[str], vocabulary: Sequence[str], top_n: int = 5, min_score: float = DEFAULT_MIN_SCORE,
 ) -> list[list[str]]:
@@ -136,8 +165,10 @@ def tags_from_text(
     variants such as "guitars"→"guitar"; for short words an exact match, "rap" never becomes "trap"). A tag whose words
     are all inside an already chosen tag is skipped ("vocal" after "female vocal"). Empty/blank texts
     and texts without music words give [].
+
+    Time O(N) tokens for TF-IDF, O(g·V) fuzzy comparisons for its g distinct n-grams (V tags), and
+    O(N log) per-text ranking; memory O(N + g) (the sparse TF-IDF matrix).
     """
-    from rapidfuzz import fuzz, process
     from sklearn.feature_extraction.text import TfidfVectorizer
 
     out: list[list[str]] = [[] for _ in texts]
@@ -151,19 +182,7 @@ def tags_from_text(
     except ValueError:  # empty vocabulary: only stop words
         return out
     names = vec.get_feature_names_out()
-    exact = {v: v for v in vocab}
-    exact.update({_compact(v): v for v in vocab if _compact(v) not in exact})
-    cache: dict[int, str | None] = {}
-
-    def match(j: int) -> str | None:
-        if j not in cache:
-            gram = normalise_tag(str(names[j]).replace("-", " "))
-            hit = exact.get(gram) or exact.get(_compact(gram))
-            if hit is None:
-                best = process.extractOne(gram, vocab, scorer=fuzz.ratio, score_cutoff=min_score)
-                hit = best[0] if best else None
-            cache[j] = hit
-        return cache[j]
+    tag_of = _match_grams([str(g) for g in names], vocab=vocab, min_score=min_score)
 
     for row, i in enumerate(live):
         start, end = matrix.indptr[row], matrix.indptr[row + 1]
@@ -171,7 +190,7 @@ def tags_from_text(
         order = sorted(range(len(cols)), key=lambda k: (-weights[k], names[cols[k]]))
         chosen: list[str] = []
         for k in order:
-            tag = match(int(cols[k]))
+            tag = tag_of[cols[k]]
             if tag is None or tag in chosen:
                 continue
             words = set(tag.split())

@@ -2,12 +2,14 @@
 
 EMOPIA's quadrant per clip (1 = +v +a, 2 = −v +a, 3 = −v −a, 4 = +v −a) and its song-disjoint
 train/val split give ``valence_sign`` / ``arousal_sign`` in {−1, +1}. An immich folder's mood word
-gets the Glasgow-norm valence/arousal of that word, rescaled to [−1, 1].
+gets the Glasgow-norm valence/arousal of that word, rescaled to [−1, 1] (a word reader's where the
+norms do not rate the word).
 """
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
+import numpy as np
 import polars as pl
 
 from pipelines import store
@@ -47,24 +49,27 @@ def emopia_labels(*, data_dir: Path = store.DATA_DIR) -> pl.DataFrame:
 
 
 def immich_labels(
-    *, data_dir: Path = store.DATA_DIR, lexicon: MoodLexicon, text_model: Any | None = None
+    *, data_dir: Path = store.DATA_DIR, lexicon: MoodLexicon,
+    reader: Callable[[Sequence[str]], np.ndarray] | None = None,
 ) -> pl.DataFrame:
     """immich tracks: track_id (file stem), path, mood, valence, arousal, valence_sign,
-    arousal_sign, label_source ("glasgow" / "query_model" / null).
+    arousal_sign, label_source ("glasgow" / "word_reader" / null).
 
     valence/arousal are the Glasgow-norm values of the mood word (null where the norms do not
-    rate it, unless ``text_model`` — a ``QueryMoodModel`` — is given to fill them)."""
+    rate it, unless a ``reader`` — words → (n, 3) valence, arousal, confidence, e.g.
+    ``WordMoodRegressor.read`` — is given to fill them)."""
     csv_path = resolve_open_file(data_dir=data_dir, relative="audio/immich/labels.csv")
     df = pl.read_csv(csv_path)
     words = sorted(set(df[MOOD_WORD].to_list()))
     moods: dict[str, tuple[float | None, float | None, str | None]] = {}
+    unrated = [w for w in words if lexicon.word_mood(w) is None]
+    read = dict(zip(unrated, reader(unrated))) if reader is not None and unrated else {}
     for word in words:
         norm = lexicon.word_mood(word)
         if norm is not None:
             moods[word] = (norm[0], norm[1], "glasgow")
-        elif text_model is not None:
-            v, a, _ = text_model.predict([word])[0]
-            moods[word] = (float(v), float(a), "query_model")
+        elif word in read:
+            moods[word] = (float(read[word][0]), float(read[word][1]), "word_reader")
         else:
             moods[word] = (None, None, None)
     base = csv_path.parent

@@ -25,7 +25,7 @@ import re
 import zlib
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ import numpy as np
 import polars as pl
 
 from pipelines import store
+from pipelines.errors import InvalidInputError
 from pipelines.mood.lexicon import MoodLexicon, resolve_open_file
 from pipelines.mood.metrics import pearson_r
 from pipelines.mood.tags import MOODTHEME_FILE, MOODTHEME_PREFIX, scorer_for
@@ -164,6 +165,7 @@ class TagPriors:
     reliability: tuple[float, float] = (0.0, 0.0)  # CV r of genre/instrument priors vs item moods per axis
     transfer: tuple[float, float] = (0.0, 0.0)  # the same r across corpora (MTG-Jamendo ↔ MusicCaps)
     artist_icc: tuple[float, float] = (0.0, 0.0)  # share of item mood variance between artists per axis
+    selection: dict[str, Any] = field(default_factory=dict)  # how the word-mood reader was chosen, if it was
 
     def lookup(self, tag: str) -> TagPrior | None:
         """The prior of ``tag``: its own key, else its singular ("vocalists" → "vocalist"), else None."""
@@ -316,34 +318,56 @@ def _mood_vocabulary(data_dir: Path) -> set[str]:
     return {line.removeprefix(MOODTHEME_PREFIX).lower() for line in lines if line}
 
 
-def tag_priors(*, lexicon: MoodLexicon, data_dir: Path = store.DATA_DIR, text_model: Any | None = None) -> TagPriors:
+# Which mood words a word reader (``tag_priors(reader=...)``) reads: none; the mood words the norms do
+# not rate; those and the arousal of words the norms rate for valence only; every mood word.
+READER_SCOPES: tuple[str, ...] = ("none", "unrated", "gaps", "all")
+
+# (n, 3) valence, arousal, confidence of each word: e.g. ``WordMoodRegressor.read``.
+WordReader = Callable[[Sequence[str]], np.ndarray]
+
+
+def tag_priors(
+    *, lexicon: MoodLexicon, data_dir: Path = store.DATA_DIR, reader: WordReader | None = None, scope: str = "unrated"
+) -> TagPriors:
     """Priors over the shipped corpora. A tag is a mood word when the word norms give it a mood
-    (``TagMoodScorer.tag_mood``) or it is an MTG-Jamendo mood/theme tag; its mood is the norms' or,
-    with ``text_model`` (a ``QueryMoodModel``: EmoBank + Glasgow words), the model's reading of it,
-    which also covers mood words the norms rate without arousal ("energetic") or not at all ("mellow")."""
+    (``TagMoodScorer.tag_mood``) or it is an MTG-Jamendo mood/theme tag. Its mood is the norms';
+    with a ``reader``, ``scope`` (``READER_SCOPES``) says which moods the reader supplies instead:
+    "unrated" the mood/theme tags the norms do not rate ("mellow"), "gaps" also the arousal of
+    words the norms rate for valence only ("energetic"), "all" every mood word's."""
+    if scope not in READER_SCOPES:
+        raise InvalidInputError(f"scope must be one of {READER_SCOPES}", field="scope")
     scorer = scorer_for(lexicon=lexicon, data_dir=data_dir)
     moods = _mood_vocabulary(data_dir)
-    norm_moods: dict[str, tuple[float, float, float] | None] = {}
+    norm_moods: dict[str, tuple[float, float, float, bool] | None] = {}  # (v, a, confidence, has arousal)
 
-    def from_norms(tag: str) -> tuple[float, float, float] | None:
-        key = tag.strip().lower()
+    def from_norms(key: str) -> tuple[float, float, float, bool] | None:
         if key not in norm_moods:
             m = scorer.tag_mood(key)
-            norm_moods[key] = None if m is None or m.confidence <= 0 else (m.valence, m.arousal, m.confidence)
+            rated = m is not None and m.confidence > 0
+            norm_moods[key] = (m.valence, m.arousal, m.confidence, any(w in lexicon.arousal for w in m.words)) \
+                if rated else None
         return norm_moods[key]
 
     clips = musiccaps_aspects(data_dir)
-    model_moods: dict[str, tuple[float, float, float]] = {}
-    if text_model is not None:
+    read: dict[str, tuple[float, float, float]] = {}
+    if reader is not None and scope != "none":
         aspects = {a.strip().lower() for clip in clips for a in clip}
-        words = sorted(moods | {w for w in aspects if from_norms(w) is not None})
-        pred = text_model.predict(words)
-        model_moods = {w: (float(v), float(a), float(c)) for w, (v, a, c) in zip(words, pred)}
+        candidates = moods | {w for w in aspects if from_norms(w) is not None}
+        wanted = sorted(w for w in candidates if _reads(from_norms(w), scope))
+        read = {w: (float(v), float(a), float(c)) for w, (v, a, c) in zip(wanted, reader(wanted))}
 
     def word_mood(tag: str) -> tuple[float, float, float] | None:
         key = tag.strip().lower()
-        if key not in moods and from_norms(key) is None:
-            return None
-        return model_moods.get(key) or from_norms(key)
+        norm = from_norms(key)
+        if key in read:
+            if scope == "gaps" and norm is not None:  # the norms' valence and confidence, the reader's arousal
+                return norm[0], read[key][1], norm[2]
+            return read[key]
+        return None if norm is None else norm[:3]
 
     return learn_tag_priors(word_mood=word_mood, data_dir=data_dir, clips=clips)
+
+
+def _reads(norm: tuple[float, float, float, bool] | None, scope: str) -> bool:
+    """Whether the reader supplies (part of) a mood word's mood under ``scope``."""
+    return scope == "all" or norm is None or (scope == "gaps" and not norm[3])

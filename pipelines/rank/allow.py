@@ -1,7 +1,8 @@
 """The allow-list: row ids a request may return (its filters, and no DEAD links unless asked for).
 
-Filters run in DuckDB over the bundle's ``tracks.parquet`` with bound parameters; an unfiltered
-request gets a precomputed array (every live row, or every row).
+Filters run in DuckDB over the bundle's ``tracks.parquet`` with bound parameters, then keep the
+live rows; an unfiltered request gets a precomputed array (every live row, or every row). Which
+rows are live is set by the Recommender (the bundle's statuses, with the availability overlay).
 """
 
 import threading
@@ -20,10 +21,15 @@ class AllowList:
 
     def __init__(self, *, tracks_path: Path, live: np.ndarray) -> None:
         self.tracks_path = Path(tracks_path)
-        self.live_ids = np.flatnonzero(live).astype(np.int64)
         self.all_ids = np.arange(len(live), dtype=np.int64)
+        self.set_live(live)
         self._duck = duckdb.connect()
         self._lock = threading.Lock()
+
+    def set_live(self, live: np.ndarray) -> None:
+        """Serve ``live`` (n,) bool (rows whose link is not DEAD) from now on."""
+        self.live = np.asarray(live, dtype=bool)
+        self.live_ids = np.flatnonzero(self.live).astype(np.int64)
 
     def close(self) -> None:
         self._duck.close()
@@ -39,7 +45,8 @@ class AllowList:
         """
         if filters is None or filters.empty:
             return self.all_ids if include_unavailable else self.live_ids
-        clauses = ["TRUE" if include_unavailable else f"coalesce({S.URL_STATUS}, '') <> '{S.DEAD}'"]
+        live = self.live  # one mask for the whole call
+        clauses = ["TRUE"]
         params: list[Any] = [str(self.tracks_path)]
         genre_list = (
             f"list_transform(regexp_split_to_array(lower(coalesce({S.GENRE}, '')), ?), lambda x: trim(x))"
@@ -72,4 +79,5 @@ class AllowList:
             rows = cur.execute(sql, params).fetchnumpy()["rid"]
         finally:
             cur.close()
-        return np.asarray(rows, dtype=np.int64)
+        rows = np.asarray(rows, dtype=np.int64)
+        return rows if include_unavailable else rows[live[rows]]

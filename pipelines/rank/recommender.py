@@ -27,7 +27,7 @@ allowed rows (same hard constraints: filters and no DEAD links), top k, nothing 
 """
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 import numpy as np
@@ -147,7 +147,10 @@ class Recommender:
         artists = tracks[S.ARTIST].str.strip_chars().str.to_lowercase()
         self._artist_code = dense_codes(pl.Series(artists).replace("", None))
         self._version_code = dedup.key_codes(dedup.canonical_keys(tracks[S.ARTIST], tracks[S.TITLE]))
-        self._live = (tracks[S.URL_STATUS] != S.DEAD).fill_null(True).to_numpy()
+        self._published_live = (tracks[S.URL_STATUS] != S.DEAD).fill_null(True).to_numpy()
+        self._live = self._published_live
+        self._status_of: dict[str, str] = {}  # link statuses served over the bundle's (apply_availability)
+        self.availability_version: str = ""
         self.allow = AllowList(tracks_path=bundle.tracks_path, live=self._live)
         self.retriever = Retriever(
             bundle=bundle, live=self._live, live_ids=self.allow.live_ids,
@@ -161,6 +164,23 @@ class Recommender:
     def close(self) -> None:
         self.retriever.close()
         self.allow.close()
+
+    def apply_availability(self, statuses: Mapping[str, str], *, version: str) -> int:
+        """Serve ``statuses`` (track id → link status) over the bundle's own from now on: a listed
+        DEAD track is no longer returned, a listed live one is returned again (even if the bundle has
+        it DEAD). Each call replaces the previous one; ids the bundle lacks are ignored. Returns the
+        rows listed. ``version`` names the statuses (part of the response cache key)."""
+        ids = list(statuses)
+        rows = self.rows_of(ids)
+        known = rows >= 0
+        live = self._published_live.copy()
+        live[rows[known]] = np.array([statuses[t] != S.DEAD for t in ids], dtype=bool)[known]
+        self._status_of = {t: statuses[t] for t, ok in zip(ids, known) if ok}
+        self.allow.set_live(live)
+        self.retriever.set_live(live=live, live_ids=self.allow.live_ids)
+        self._live = live
+        self.availability_version = version
+        return int(known.sum())
 
     def rows_of(self, track_ids: Sequence[str]) -> np.ndarray:
         """(len(track_ids),) int64 row ids of ``track_ids``; -1 where unknown (binary search)."""
@@ -236,7 +256,7 @@ class Recommender:
         return Track(
             track_id=r[S.TRACK_ID], title=r[S.TITLE], artist=r[S.ARTIST], year=r[S.YEAR],
             genre=r[S.GENRE], tags=list(r[S.TAGS] or []), permalink_url=r[S.PERMALINK_URL],
-            url_status=r[S.URL_STATUS], score=float(score),
+            url_status=self._status_of.get(r[S.TRACK_ID], r[S.URL_STATUS]), score=float(score),
             mood=TrackMood(
                 valence=None if r[S.VALENCE] is None else float(r[S.VALENCE]),
                 arousal=None if r[S.AROUSAL] is None else float(r[S.AROUSAL]),

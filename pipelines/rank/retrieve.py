@@ -135,18 +135,22 @@ class Retriever:
         artist_code: np.ndarray, version_code: np.ndarray, max_workers: int = 3,
     ) -> None:
         self.bundle = bundle
-        self.live = live
-        self.live_ids = live_ids
         self.seed_weight = seed_weight
         self.artist_code = artist_code
         self.version_code = version_code
-        # Rows that may seed the audio query (have audio and a mood), for unfiltered requests.
-        self._seed_ok_live = bundle.has_audio & bundle.has_mood & live
+        self.set_live(live=live, live_ids=live_ids)
         # max_workers=0: the three searches run one after another in the request's own thread
         # (no hand-offs; under full load that is cheaper, idle it is slower).
         self._pool = (
             ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="retrieval") if max_workers > 0 else None
         )
+
+    def set_live(self, *, live: np.ndarray, live_ids: np.ndarray) -> None:
+        """Serve ``live`` (n,) bool from now on; ``live_ids`` the allow-list object of unfiltered requests."""
+        self.live = live
+        self.live_ids = live_ids
+        # Rows that may seed the audio query (have audio and a mood), for unfiltered requests.
+        self._seed_ok_live = self.bundle.has_audio & self.bundle.has_mood & live
 
     def close(self) -> None:
         if self._pool is not None:

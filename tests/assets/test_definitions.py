@@ -290,7 +290,7 @@ PARENTS = {
     "audio_features": {"raw_tracks", "audio_fetch"},
     "audio_features_imputed": {"audio_features", "imputed_metadata", "text_embeddings"},
     "audio_index": {"audio_features_imputed", "text_embeddings"},
-    "audio_mood_model": {"emopia_audio", "query_mood_model"},
+    "audio_mood_model": {"emopia_audio"},  # the audio mood model does not read the query-mood model
     "evaluation_report": {"audio_mood_model", "published_store", "query_mood_model"},
     "imputed_metadata": {"music_tracks", "text_embeddings"},
     "learned_ranker": {

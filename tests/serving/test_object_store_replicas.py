@@ -1,0 +1,105 @@
+"""Two service replicas over one object store (a real S3 API on loopback, moto): both serve the
+version the pipeline pushed, and both hot-swap to a new one published under load with no failed
+request on either."""
+
+import json
+import shutil
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import httpx
+import pytest
+
+from pipelines import store
+from pipelines.index import bundle as B
+from pipelines.index.remote_store import RemoteStore, push_version
+from pipelines.rank import recommender as ranking
+from serving.app import create_app
+from serving.cache import ResponseCache
+from serving.settings import ServingSettings
+from tests.helpers import moto_s3_endpoint, uvicorn_on_loopback
+
+QUERIES = ["sad piano", "energetic rock guitar", "calm ambient", "happy pop", "dark techno"]
+
+
+def stage(*, root: Path, src: Path, version: str) -> store.StoreLayout:
+    """The pipeline's side: ``src`` as a local published ``version`` (manifest naming it)."""
+    layout = store.StoreLayout(root)
+    folder = layout.version_dir(version)
+    shutil.copytree(src, folder)
+    manifest = json.loads((folder / B.MANIFEST_FILE).read_text())
+    manifest["version"] = version
+    (folder / B.MANIFEST_FILE).write_text(json.dumps(manifest))
+    layout.publish(version)
+    return layout
+
+
+@pytest.mark.integration
+def test_two_replicas_swap_to_a_new_object_store_version_under_load(tmp_path, bundle_dir, mood_adapter) -> None:
+    with moto_s3_endpoint() as (endpoint, bucket):
+        url = f"s3://{bucket}/moodscape"
+        remote = RemoteStore.from_url(url, endpoint_url=endpoint)
+        pipeline = stage(root=tmp_path / "pipeline", src=bundle_dir, version="A")
+        push_version(local=pipeline, remote=remote, version="A")
+
+        def replica(name: str):
+            return create_app(
+                store_root=tmp_path / name,  # an empty local cache: everything comes from the object store
+                settings=ServingSettings(reload_interval_s=0.2, store_url=url, store_endpoint_url=endpoint),
+                cache=ResponseCache(capacity=0),
+                recommender_factory=lambda b: ranking.Recommender(b, query_mood=mood_adapter),
+            )
+
+        with uvicorn_on_loopback(replica("r1")) as base1, uvicorn_on_loopback(replica("r2")) as base2:
+            bases = [base1, base2]
+            assert [httpx.get(f"{b}/health").json()["store_version"] for b in bases] == ["A", "A"]
+            stop = threading.Event()
+            outcomes: dict[str, Counter[str]] = {b: Counter() for b in bases}
+            failures: list[str] = []
+            lock = threading.Lock()
+
+            def hammer(base: str, worker: int) -> None:
+                with httpx.Client(base_url=base, timeout=30) as c:
+                    i = worker
+                    while not stop.is_set():
+                        i += 1
+                        try:
+                            r = c.post("/recommend", json={"query": QUERIES[i % len(QUERIES)], "top_k": 10})
+                            ok = r.status_code == 200 and len(r.json()["results"]) == 10
+                            with lock:
+                                if ok:
+                                    outcomes[base][r.json()["metadata"]["store_version"]] += 1
+                                else:
+                                    failures.append(f"{base} {r.status_code} {r.text[:200]}")
+                        except Exception as exc:  # a reset connection or a timeout is a failure too
+                            with lock:
+                                failures.append(f"{base} {exc!r}")
+
+            workers = [threading.Thread(target=hammer, args=(b, w)) for b in bases for w in range(3)]
+            try:
+                for w in workers:
+                    w.start()
+                time.sleep(1.0)
+                stage(root=tmp_path / "pipeline", src=bundle_dir, version="B")
+                push_version(local=pipeline, remote=remote, version="B")
+                deadline = time.monotonic() + 90
+                while any(httpx.get(f"{b}/health").json()["store_version"] != "B" for b in bases):
+                    assert time.monotonic() < deadline, "a replica never swapped to B"
+                    time.sleep(0.1)
+                time.sleep(1.0)
+            finally:
+                stop.set()
+                for w in workers:
+                    w.join(timeout=60)
+            healths = [httpx.get(f"{b}/health").json() for b in bases]
+
+    served = {b: dict(c) for b, c in outcomes.items()}
+    print(f"two replicas over one object store: {served} ok, {len(failures)} failed")
+    assert failures == [], failures[:5]
+    for base in bases:
+        assert outcomes[base]["A"] > 0 and outcomes[base]["B"] > 0, outcomes
+    assert all(h["store_version"] == "B" and h["reload_error"] is None for h in healths)
+    for name in ("r1", "r2"):  # each replica cached the versions it served, pointer last
+        assert store.StoreLayout(tmp_path / name).current_version() == "B"
