@@ -29,11 +29,11 @@ def load_encoder():
         return _model
 
 
-def embed_texts(texts: Sequence[str], *, batch_size: int = 32, progress: bool = False) -> np.ndarray:
+def embed_texts(texts: Sequence[str], *, batch_size: int = 128, progress: bool = False) -> np.ndarray:
     """Embed ``texts`` → float32 array of shape (n, 384), rows L2-normalised (cosine = dot).
 
     Identical texts are encoded once (a crawl repeats titles and captions); sentence-transformers
-    sorts the distinct texts by length so each batch pads little, and small batches pad less.
+    sorts the distinct texts by length, so batches pad little.
     Time O(u·t²) for u distinct texts of t tokens; memory O(n·384 + batch·t).
     """
     if len(texts) == 0:

@@ -132,3 +132,17 @@ def test_inherit_from_most_similar_live_track(embed_cached) -> None:
     assert inherit_from_similar(**kw, min_similarity=0.6).height == 0
     no_tags = inherit_from_similar(**{**kw, "tags": [None, None, None]}, min_similarity=0.45).row(0, named=True)
     assert no_tags[S.TAGS] is None and no_tags["tags_donor"] is None
+
+
+def test_resolve_many_answers_each_row_as_resolve_does(catalogue) -> None:
+    resolver = CatalogueResolver(catalogue=catalogue, threshold=0.9)
+    vibe = _row(catalogue, "Vibe Ace")
+    asks = [("VIBE ACE", "kevin macleod", DEAD_URL), ("Pistachio Ice-Cream Rag time", "The Piano Lady (Lena Orsa)",
+            DEAD_URL), ("Vibe Ace", "Kevin MacLeod", vibe[S.PERMALINK_URL]), ("Hungarian Dance", "Kevin MacLeod",
+            DEAD_URL), (None, "Kevin MacLeod", DEAD_URL), ("Vibe Ace", "Kevin McLeod", DEAD_URL)]
+    one_by_one = [resolver.resolve(title=t, artist=a, dead_url=u) for t, a, u in asks]
+    batch = resolver.resolve_many(titles=[t for t, _, _ in asks], artists=[a for _, a, _ in asks],
+                                  dead_urls=[u for _, _, u in asks])
+    assert batch == one_by_one
+    assert [r is not None for r in batch] == [True, True, False, False, False, True]
+    assert batch[5].matched_track_id == vibe[S.TRACK_ID] and batch[5].score < 1.0  # near artist spelling
