@@ -67,7 +67,9 @@ def _files(layout: StoreLayout) -> dict[str, tuple[int, bytes]]:
 
 @pytest.mark.integration
 @pytest.mark.slow
-def test_crawl_rebuild_reuses_models_and_new_code_or_data_retrains(tmp_path) -> None:
+def test_crawl_rebuild_reuses_models_and_new_code_retrains(tmp_path) -> None:
+    """(New training data retraining a model is the fingerprint test above: a second audio-mood
+    training here would double the cost of this test.)"""
     from assets.graph import materialize_graph, store_assets, store_checks
     from assets.resources import resources_for
     from assets.settings import MoodscapeSettings
@@ -106,19 +108,10 @@ def test_crawl_rebuild_reuses_models_and_new_code_or_data_retrains(tmp_path) -> 
         assert (first["raw_tracks"]["ingested"].value, second["raw_tracks"]["ingested"].value) == (14, 29)
         assert resolver.get_current_data_version(_keys(store_assets, {"raw_tracks"})[0]) != raw_version
 
-        # New training data (more EMOPIA clips): the clips and the audio mood model are rebuilt, nothing else.
-        third = build(store_assets, {"emopia_audio", "audio_mood_model", "query_mood_model"}, settings(20))
-        assert {m: third[m]["reused"].value for m in third} == {
-            "emopia_audio": False, "audio_mood_model": False, "query_mood_model": True}
-        assert third["emopia_audio"]["clips"].value == 20
-        now = _files(layout)
-        assert now["query_mood_model"] == trained["query_mood_model"]
-        assert now["audio_mood_model"] != trained["audio_mood_model"]
-
         # A new code version of the query-mood model: it is trained again, the music classifier is not.
         changed = [a.map_asset_specs(lambda s: s.replace_attributes(code_version="2"))
                    if "query_mood_model" in {k.to_user_string() for k in a.keys} else a for a in store_assets]
-        fourth = build(changed, {"query_mood_model", "music_classifier"}, settings(20))
+        fourth = build(changed, {"query_mood_model", "music_classifier"}, settings())
         assert fourth["query_mood_model"]["reused"].value is False
         assert fourth["music_classifier"]["reused"].value is True
         assert _files(layout)["query_mood_model"][0] != trained["query_mood_model"][0]
