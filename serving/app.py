@@ -280,7 +280,7 @@ def create_app(
         if root is not None and settings.store_url:  # serve the object store's version through a local cache
             mirror = VersionMirror(
                 remote=RemoteStore.from_url(settings.store_url, endpoint_url=settings.store_endpoint_url),
-                local=store.StoreLayout(root), interval_s=settings.reload_interval_s,
+                local=store.StoreLayout(root),
             )
             await anyio.to_thread.run_sync(mirror.pull)
         app.state.mirror = mirror
@@ -289,20 +289,19 @@ def create_app(
         gen = await anyio.to_thread.run_sync(
             lambda: build_generation(folder=folder, pointer=pointer, factory=factory)
         )
-        holder = RecommenderHolder(initial=gen, factory=factory, store_root=root, interval_s=settings.reload_interval_s)
+        holder = RecommenderHolder(
+            initial=gen, factory=factory, store_root=root, interval_s=settings.reload_interval_s,
+            sync=None if mirror is None else mirror.sync,
+        )
         app.state.holder = holder
         app.state.cache = cache if cache is not None else ResponseCache.from_settings(settings)
         app.state.displays = DisplayTables(
             audio_roots=audio_roots(store_root=root, bundle_dir=bundle_dir, extra=settings.audio_roots)
         )
         holder.start()
-        if mirror is not None:
-            mirror.start()
         try:
             yield
         finally:
-            if mirror is not None:
-                await anyio.to_thread.run_sync(mirror.stop)
             await anyio.to_thread.run_sync(holder.stop)
             app.state.cache.close()
             if encoder is not None:

@@ -73,8 +73,10 @@ class RecommenderHolder:
         factory: RecommenderFactory,
         store_root: Path | None = None,
         interval_s: float = 2.0,
+        sync: Callable[[], None] | None = None,
     ) -> None:
         self._gen = initial
+        self._sync = sync  # run first in every poll tick (e.g. a mirror pulling from an object store)
         self._factory = factory
         self.store_root = None if store_root is None else Path(store_root)
         self._layout = None if store_root is None else StoreLayout(Path(store_root))
@@ -206,6 +208,11 @@ class RecommenderHolder:
         return True
 
     def _poll_once(self) -> None:
+        if self._sync is not None:
+            try:
+                self._sync()
+            except Exception:  # the local store keeps what it has; keep polling
+                log.exception("syncing the store before the reload check failed")
         pointer = self._layout.current_version() if self._layout is not None else None
         if pointer is not None and pointer != self._gen.pointer and pointer != self._failed_pointer:
             try:

@@ -1,8 +1,10 @@
 """Small helpers shared by test modules (brute-force references, not code under test)."""
 
 import re
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
@@ -153,3 +155,67 @@ def moto_s3_endpoint(bucket: str = "moodscape-test") -> Iterator[tuple[str, str]
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+@contextmanager
+def http_on_loopback(handler: type) -> Iterator[str]:
+    """Serve ``handler`` (a BaseHTTPRequestHandler class) on a free 127.0.0.1 port in a thread; yields its base URL."""
+    import threading
+    from http.server import ThreadingHTTPServer
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@dataclass
+class RecommendLoad:
+    """What :func:`recommend_load` saw: 200s with 10 results per base URL and served version, and failures."""
+
+    outcomes: dict[str, Counter[str]]
+    failures: list[str]
+
+
+@contextmanager
+def recommend_load(bases: list[str], *, queries: list[str], threads_per_base: int) -> Iterator[RecommendLoad]:
+    """Client threads posting ``/recommend`` to every base URL until the block ends (then joined).
+
+    A non-200, a short result list, a reset connection or a timeout is a failure."""
+    import threading
+
+    import httpx
+
+    load = RecommendLoad(outcomes={b: Counter() for b in bases}, failures=[])
+    stop, lock = threading.Event(), threading.Lock()
+
+    def hammer(base: str, worker: int) -> None:
+        with httpx.Client(base_url=base, timeout=30) as c:
+            i = worker
+            while not stop.is_set():
+                i += 1
+                try:
+                    r = c.post("/recommend", json={"query": queries[i % len(queries)], "top_k": 10})
+                    ok = r.status_code == 200 and len(r.json()["results"]) == 10
+                    with lock:
+                        if ok:
+                            load.outcomes[base][r.json()["metadata"]["store_version"]] += 1
+                        else:
+                            load.failures.append(f"{base} {r.status_code} {r.text[:200]}")
+                except Exception as exc:
+                    with lock:
+                        load.failures.append(f"{base} {exc!r}")
+
+    workers = [threading.Thread(target=hammer, args=(b, w)) for b in bases for w in range(threads_per_base)]
+    for w in workers:
+        w.start()
+    try:
+        yield load
+    finally:
+        stop.set()
+        for w in workers:
+            w.join(timeout=60)

@@ -10,10 +10,8 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import polars as pl
@@ -23,7 +21,7 @@ from pipelines import schema as S
 from pipelines.heal import democorpus
 from pipelines.heal.links.status import shard_of
 from pipelines.store import DATA_DIR
-from tests.helpers import LoopbackHandler
+from tests.helpers import LoopbackHandler, http_on_loopback
 
 pytestmark = pytest.mark.integration
 
@@ -105,12 +103,8 @@ def redis_url(tmp_path) -> Iterator[str]:
 
 @pytest.fixture()
 def site() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _SlowSite)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with http_on_loopback(_SlowSite) as base:
+        yield base
 
 
 def _store_with_tracks(home: Path, site: str, tmp_path: Path) -> pl.DataFrame:

@@ -3,11 +3,9 @@ publishes the availability overlay; the running service (uvicorn on loopback) st
 track whose link died and serves it again once it recovers, without a new store version."""
 
 import shutil
-import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -22,7 +20,7 @@ from pipelines.rank.recommender import Recommender
 from serving.app import create_app
 from serving.cache import ResponseCache
 from serving.settings import ServingSettings
-from tests.helpers import LoopbackHandler, uvicorn_on_loopback
+from tests.helpers import LoopbackHandler, http_on_loopback, uvicorn_on_loopback
 
 pytestmark = pytest.mark.integration
 
@@ -44,12 +42,8 @@ class _Site(LoopbackHandler):
 @pytest.fixture()
 def site():
     _Site.codes = {}
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Site)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with http_on_loopback(_Site) as base:
+        yield base
 
 
 def _publish(*, bundle_dir: Path, layout: store.StoreLayout, site: str) -> pl.DataFrame:

@@ -6,7 +6,6 @@ import shutil
 import socket
 import threading
 import time
-from collections import Counter
 from pathlib import Path
 
 import httpx
@@ -20,6 +19,7 @@ from pipelines.rank import recommender as ranking
 from serving.app import create_app
 from serving.cache import ResponseCache
 from serving.settings import ServingSettings
+from tests.helpers import recommend_load
 
 QUERIES = ["sad piano", "energetic rock guitar", "calm ambient", "happy pop", "dark techno", "jazz trumpet"]
 
@@ -68,44 +68,16 @@ def test_swap_under_load_fails_no_request(tmp_path, bundle_dir, mood_adapter) ->
     base = f"http://127.0.0.1:{port}"
     old_gen = app.state.holder.current
 
-    stop = threading.Event()
-    outcomes: Counter[str] = Counter()
-    failures: list[str] = []
-    lock = threading.Lock()
-
-    def hammer(worker: int) -> None:
-        with httpx.Client(base_url=base, timeout=30) as c:
-            i = worker
-            while not stop.is_set():
-                i += 1
-                try:
-                    r = c.post("/recommend", json={"query": QUERIES[i % len(QUERIES)], "top_k": 10})
-                    ok = r.status_code == 200 and len(r.json()["results"]) == 10
-                    with lock:
-                        if ok:
-                            outcomes[r.json()["metadata"]["store_version"]] += 1
-                        else:
-                            failures.append(f"{r.status_code} {r.text[:200]}")
-                except Exception as exc:  # a reset connection or timeout is a failed request too
-                    with lock:
-                        failures.append(repr(exc))
-
-    workers = [threading.Thread(target=hammer, args=(w,)) for w in range(8)]
-    try:
-        for w in workers:
-            w.start()
+    with recommend_load([base], queries=QUERIES, threads_per_base=8) as load:
         time.sleep(1.0)
         publish(root=root, src=bundle_dir, version="B")
         deadline = time.monotonic() + 60
         while httpx.get(f"{base}/health").json()["store_version"] != "B":
             assert time.monotonic() < deadline, "never swapped to B"
             time.sleep(0.1)
-        swapped_at = sum(outcomes.values())
+        swapped_at = sum(load.outcomes[base].values())
         time.sleep(1.0)
-    finally:
-        stop.set()
-        for w in workers:
-            w.join(timeout=60)
+    outcomes, failures = load.outcomes[base], load.failures
     health = httpx.get(f"{base}/health").json()
     server.should_exit = True
     thread.join(timeout=30)

@@ -4,9 +4,7 @@ request on either."""
 
 import json
 import shutil
-import threading
 import time
-from collections import Counter
 from pathlib import Path
 
 import httpx
@@ -19,7 +17,7 @@ from pipelines.rank import recommender as ranking
 from serving.app import create_app
 from serving.cache import ResponseCache
 from serving.settings import ServingSettings
-from tests.helpers import moto_s3_endpoint, uvicorn_on_loopback
+from tests.helpers import moto_s3_endpoint, recommend_load, uvicorn_on_loopback
 
 QUERIES = ["sad piano", "energetic rock guitar", "calm ambient", "happy pop", "dark techno"]
 
@@ -55,32 +53,7 @@ def test_two_replicas_swap_to_a_new_object_store_version_under_load(tmp_path, bu
         with uvicorn_on_loopback(replica("r1")) as base1, uvicorn_on_loopback(replica("r2")) as base2:
             bases = [base1, base2]
             assert [httpx.get(f"{b}/health").json()["store_version"] for b in bases] == ["A", "A"]
-            stop = threading.Event()
-            outcomes: dict[str, Counter[str]] = {b: Counter() for b in bases}
-            failures: list[str] = []
-            lock = threading.Lock()
-
-            def hammer(base: str, worker: int) -> None:
-                with httpx.Client(base_url=base, timeout=30) as c:
-                    i = worker
-                    while not stop.is_set():
-                        i += 1
-                        try:
-                            r = c.post("/recommend", json={"query": QUERIES[i % len(QUERIES)], "top_k": 10})
-                            ok = r.status_code == 200 and len(r.json()["results"]) == 10
-                            with lock:
-                                if ok:
-                                    outcomes[base][r.json()["metadata"]["store_version"]] += 1
-                                else:
-                                    failures.append(f"{base} {r.status_code} {r.text[:200]}")
-                        except Exception as exc:  # a reset connection or a timeout is a failure too
-                            with lock:
-                                failures.append(f"{base} {exc!r}")
-
-            workers = [threading.Thread(target=hammer, args=(b, w)) for b in bases for w in range(3)]
-            try:
-                for w in workers:
-                    w.start()
+            with recommend_load(bases, queries=QUERIES, threads_per_base=3) as load:
                 time.sleep(1.0)
                 stage(root=tmp_path / "pipeline", src=bundle_dir, version="B")
                 push_version(local=pipeline, remote=remote, version="B")
@@ -89,12 +62,9 @@ def test_two_replicas_swap_to_a_new_object_store_version_under_load(tmp_path, bu
                     assert time.monotonic() < deadline, "a replica never swapped to B"
                     time.sleep(0.1)
                 time.sleep(1.0)
-            finally:
-                stop.set()
-                for w in workers:
-                    w.join(timeout=60)
             healths = [httpx.get(f"{b}/health").json() for b in bases]
 
+    outcomes, failures = load.outcomes, load.failures
     served = {b: dict(c) for b, c in outcomes.items()}
     print(f"two replicas over one object store: {served} ok, {len(failures)} failed")
     assert failures == [], failures[:5]
