@@ -7,8 +7,10 @@ from assets.metadata import json_counts, md_table
 from assets.modelcache import reuses_model
 from assets.resources import StoreResource
 from pipelines import schema as S
+from pipelines.embed.cache import cached_embeddings
 from pipelines.heal import musicclassifier
 from pipelines.heal.catalogue import heal_metadata, music_catalogue
+from pipelines.heal.links.status import shards_of
 from pipelines.heal.metafeatures import null_rate_table
 from pipelines.heal.musicclassifier import fit_from_open_data
 from pipelines.store import DATA_DIR, atomic_path, read_model
@@ -56,6 +58,8 @@ def music_tracks(context: AssetExecutionContext, store: StoreResource) -> Materi
         audio_features=store.load("audio_features"),
         link_status=store.load("track_link_status"),
         classifier=classifier,
+        embed=lambda docs, ids: cached_embeddings(
+            docs=docs, shards=shards_of(track_ids=ids), layout=store.layout(), prune=False)[0],
     )
     music, rejected, resolutions = result.music, result.rejected, result.resolutions
     store.write(music, "music_tracks")

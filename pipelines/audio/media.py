@@ -3,6 +3,7 @@ name a downloaded URL is kept under (``<sha256(url)[:24]><ext>``, found again by
 """
 
 import hashlib
+import os
 from pathlib import Path
 
 import httpx
@@ -91,3 +92,20 @@ def existing_download(*, url: str, dest_dir: Path) -> Path | None:
         if path.suffix != ".part" and path.is_file() and path.stat().st_size > 0:
             return path
     return None
+
+
+def existing_downloads(*, dest_dir: Path) -> dict[str, Path]:
+    """Every finished download in ``dest_dir`` by its stem (what ``existing_download`` finds, for
+    all URLs at once: one directory listing instead of one glob per URL)."""
+    found: dict[str, Path] = {}
+    try:
+        entries = sorted(os.scandir(dest_dir), key=lambda e: e.name)
+    except FileNotFoundError:
+        return found
+    for entry in entries:
+        stem, dot, _ = entry.name.partition(".")
+        if not dot or entry.name.endswith(".part") or stem in found:
+            continue
+        if entry.is_file() and entry.stat().st_size > 0:
+            found[stem] = Path(entry.path)
+    return found

@@ -19,7 +19,7 @@ import polars as pl
 
 from pipelines import schema as S
 from pipelines.audio.fetch import REUSED
-from pipelines.audio.media import existing_download
+from pipelines.audio.media import download_stem, existing_downloads
 from pipelines.audio.pages import DIRECT
 from pipelines.audio.resolve import OEMBED_INVALID, OEMBED_WITHOUT_AUDIO, PAGE_WITHOUT_AUDIO, Resolution
 
@@ -126,6 +126,7 @@ def plan_fetches(*, candidates: pl.DataFrame, table: pl.DataFrame | None, dest_d
     fresh: list[tuple[str, str]] = []
     retries: list[tuple[str, str, str]] = []
     plan = FetchPlan(todo=[], kept=[], waiting=[], reuse=[], previous={})
+    downloads = existing_downloads(dest_dir=dest_dir)
     for tid, url, pending in candidates.select(S.TRACK_ID, PAGE_URL, PENDING).iter_rows():
         if url is None:
             plan.waiting.append((tid, None, pending or "no_url"))
@@ -143,7 +144,7 @@ def plan_fetches(*, candidates: pl.DataFrame, table: pl.DataFrame | None, dest_d
                 else:
                     plan.kept.append(row)
                 continue
-        kept = existing_download(url=url, dest_dir=dest_dir)
+        kept = downloads.get(download_stem(url))
         if kept is not None:
             plan.reuse.append((tid, url, kept))
         elif pending is not None:

@@ -19,7 +19,7 @@ from pipelines.heal.genres import GENRE_CONFIDENCE, impute_genres
 from pipelines.heal.impute import fill_descriptions, impute_metadata
 from pipelines.heal.ingest import IngestResult, ingest, ingest_frame
 from pipelines.heal.metafeatures import metadata_features
-from pipelines.heal.musicclassifier import MusicClassifier, apply_classifier
+from pipelines.heal.musicclassifier import MusicClassifier, TrackTextEncoder, apply_classifier
 from pipelines.heal.musicfilter import classify_music
 from pipelines.heal.resolver import CatalogueResolver, apply_resolutions, inherit_from_similar, resolve_dead_links
 from pipelines.heal.tagvocab import build_vocabulary, tags_from_text
@@ -98,7 +98,8 @@ class MusicCatalogue:
 
 
 def music_catalogue(
-    *, tracks: pl.DataFrame, audio_features: pl.DataFrame, link_status: pl.DataFrame, classifier: MusicClassifier | None
+    *, tracks: pl.DataFrame, audio_features: pl.DataFrame, link_status: pl.DataFrame,
+    classifier: MusicClassifier | None, embed: TrackTextEncoder | None = None,
 ) -> MusicCatalogue:
     """Split the catalogue into music and non-music and give each track its served link.
 
@@ -108,11 +109,12 @@ def music_catalogue(
     copy of the same track elsewhere in the catalogue (provenance in ``url_resolution_*``).
     O(n) memory; time O(n) hash joins plus the steps' own (``classify_music``, ``apply_classifier``,
     ``resolve_dead_links``), the only super-linear one being the near-copy search, O(r·A) for r
-    unresolved DEAD rows and A catalogue artists.
+    unresolved DEAD rows and A catalogue artists. ``embed``: the classifier's text encoder
+    (``apply_classifier``).
     """
     verdict = classify_music(tracks=tracks, audio_features=audio_features.filter(pl.col(S.AUDIO_ERROR).is_null()))
     if classifier is not None:
-        verdict = apply_classifier(tracks=tracks, verdict=verdict, classifier=classifier)
+        verdict = apply_classifier(tracks=tracks, verdict=verdict, classifier=classifier, embed=embed)
     else:
         verdict = verdict.with_columns(pl.lit(None, dtype=pl.Float64).alias(S.MUSIC_PROBABILITY))
     status = link_status.select(S.TRACK_ID, S.URL_STATUS, S.HTTP_CODE, S.FINAL_URL)

@@ -8,7 +8,7 @@ so this is a secondary signal: `apply_classifier` uses it only where the heurist
 ``EXCLUDE_BELOW``.
 """
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +28,7 @@ from pipelines.heal.textdoc import add_text_docs
 LIBROSA_NON_MUSIC = ("198-209-0000", "3436-172162-0000", "5703-47212-0000", "glacier-bay-humpback",
                      "456440__inspectorj__bird-whistling-robin-single-13", "pibble")
 EXCLUDE_BELOW = 0.05
+TrackTextEncoder = Callable[[list[str], list[str]], np.ndarray]  # (docs, track ids) → (n, 384) vectors
 LABEL = "label"  # 1 = music, 0 = non-music
 ORIGIN = "origin"
 
@@ -127,12 +128,14 @@ def fit_from_open_data(
 
 
 def apply_classifier(*, tracks: pl.DataFrame, verdict: pl.DataFrame, classifier: MusicClassifier,
-                     exclude_below: float = EXCLUDE_BELOW, progress: bool = False) -> pl.DataFrame:
+                     exclude_below: float = EXCLUDE_BELOW, embed: TrackTextEncoder | None = None,
+                     progress: bool = False) -> pl.DataFrame:
     """Heuristic verdict (``musicfilter.classify_music`` output) + the classifier → the verdict with
     ``music_probability`` (Float64; null where not scored). Only rows the heuristics decided by
     default (no evidence either way) and that have text are scored; of those, P(music) <
     ``exclude_below`` flips ``is_music`` to False with reason ``classifier: P(music)=…``.
-    Shape (n, 4), in ``verdict`` order.
+    Shape (n, 4), in ``verdict`` order. ``embed(docs, track_ids)`` gives the MiniLM vectors of the
+    scored texts (default: encode them; the pipeline passes the shared per-shard embedding cache).
 
     Time O(n) joins plus the text rules and one MiniLM pass over the c undecided rows (distinct
     texts once); memory O(n)."""
@@ -150,14 +153,16 @@ def apply_classifier(*, tracks: pl.DataFrame, verdict: pl.DataFrame, classifier:
         .join(docs, on=S.TRACK_ID, how="inner", maintain_order="left")
         .filter(pl.col(S.TEXT_DOC).fill_null("") != "")
     )
-    todo, todo_docs = [], []
+    todo, todo_docs, todo_ids = [], [], []
     for r in candidates.iter_rows(named=True):
         if text_verdict(row=r)[0] is None:
             todo.append(r["_row"])
             todo_docs.append(r[S.TEXT_DOC])
+            todo_ids.append(r[S.TRACK_ID])
     prob: list[float | None] = [None] * len(ids)
     if todo:
-        p = classifier.predict_proba(vectors=embed_texts(todo_docs, progress=progress))
+        vectors = embed(todo_docs, todo_ids) if embed is not None else embed_texts(todo_docs, progress=progress)
+        p = classifier.predict_proba(vectors=vectors)
         for i, pi in zip(todo, p):
             prob[i] = float(pi)
             if pi < exclude_below:

@@ -15,7 +15,7 @@ import pytest
 from pipelines.audio.extract import extract_many, warmup
 from pipelines.audio.features import FEATURE_COLUMNS, extract_features
 from pipelines.audio.fetch import FetchConfig, fetch_audio
-from pipelines.audio.media import existing_download, sniff_audio, url_audio_ext
+from pipelines.audio.media import download_stem, existing_download, existing_downloads, sniff_audio, url_audio_ext
 from pipelines.audio.resolve import resolve_many
 from pipelines.net.policy import NetworkPolicy
 from tests.audio.clips import MUSIC, SHORT
@@ -201,3 +201,16 @@ def test_redirect_from_allowed_loopback_to_another_loopback_address_is_blocked(s
 def test_audio_url_and_container_sniffing() -> None:
     assert url_audio_ext("https://x.org/a/B.MP3?sig=1") == ".mp3" and url_audio_ext("https://x.org/track/12") is None
     assert sniff_audio(SHORT.read_bytes()[:64]) == ".ogg" and sniff_audio(b"<html>") is None
+
+
+def test_all_finished_downloads_are_listed_once_as_the_per_url_lookup_finds_them(tmp_path) -> None:
+    urls = [f"http://127.0.0.1:9/clip{i}" for i in range(4)]
+    stems = [download_stem(u) for u in urls]
+    (tmp_path / f"{stems[0]}.ogg").write_bytes(b"OggS-data")
+    (tmp_path / f"{stems[1]}.mp3.part").write_bytes(b"half")  # unfinished
+    (tmp_path / f"{stems[2]}.wav").write_bytes(b"")  # empty
+    (tmp_path / f"{stems[3]}.flac").write_bytes(b"fLaC-data")
+    listed = existing_downloads(dest_dir=tmp_path)
+    assert listed == {s: p for s, u in zip(stems, urls) if (p := existing_download(url=u, dest_dir=tmp_path))}
+    assert set(listed) == {stems[0], stems[3]}
+    assert existing_downloads(dest_dir=tmp_path / "missing") == {}

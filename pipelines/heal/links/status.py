@@ -24,6 +24,7 @@ checks and appends to its own history, and the current status is derived from th
 import hashlib
 import math
 import os
+from collections.abc import Sequence
 from datetime import datetime, timezone
 
 import polars as pl
@@ -59,8 +60,14 @@ def shard_of(*, track_id: str | None, shards: int = LINK_SHARDS) -> str:
     Stable across processes, machines and library versions (unlike Python's or polars' hash);
     a null id falls in the shard of the empty string.
     """
-    digest = hashlib.sha1((track_id or "").encode("utf-8")).digest()
-    return shard_keys(shards=shards)[int.from_bytes(digest[:8], "big") % shards]
+    return shards_of(track_ids=[track_id], shards=shards)[0]
+
+
+def shards_of(*, track_ids: Sequence[str | None], shards: int = LINK_SHARDS) -> list[str]:
+    """``shard_of`` of every id (the keys built once). Time O(n)."""
+    keys = shard_keys(shards=shards)
+    sha1 = hashlib.sha1
+    return [keys[int.from_bytes(sha1((t or "").encode("utf-8")).digest()[:8], "big") % shards] for t in track_ids]
 
 
 def in_shard(*, frame: pl.DataFrame, shard: str, shards: int = LINK_SHARDS) -> pl.DataFrame:
@@ -70,7 +77,7 @@ def in_shard(*, frame: pl.DataFrame, shard: str, shards: int = LINK_SHARDS) -> p
     keys = shard_keys(shards=shards)
     if shard not in keys:
         raise ValueError(f"unknown shard {shard!r}: expected one of {keys[0]}..{keys[-1]}")
-    mask = [shard_of(track_id=t, shards=shards) == shard for t in frame.get_column(S.TRACK_ID).to_list()]
+    mask = [k == shard for k in shards_of(track_ids=frame.get_column(S.TRACK_ID).to_list(), shards=shards)]
     return frame.filter(pl.Series(mask, dtype=pl.Boolean))
 
 
