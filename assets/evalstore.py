@@ -19,6 +19,7 @@ from pipelines.store import StoreLayout, home
 MODEL_ASSETS = {"emopia_audio", "query_mood_model", "audio_mood_model"}
 MODEL_FILES = ("query_mood", "audio_mood")
 RANKER_MODEL, RANKER_ASSET = "ranker", "learned_ranker"  # copied (and not retrained) when the source has one
+PRIORS_MODEL, PRIORS_ASSET = "tag_priors", "tag_priors"  # copied (and not learned again) when the source has them
 
 
 def build_store_from_corpus(
@@ -47,6 +48,9 @@ def build_store_from_corpus(
         if source.model(RANKER_MODEL).exists():
             shutil.copyfile(source.model(RANKER_MODEL), target.model(RANKER_MODEL))
             exclude.add(RANKER_ASSET)
+        if source.model(PRIORS_MODEL).exists():
+            shutil.copyfile(source.model(PRIORS_MODEL), target.model(PRIORS_MODEL))
+            exclude.add(PRIORS_ASSET)
     else:
         print(f"no trained models under {source.root}: training them from the open data first", flush=True)
         exclude = set()

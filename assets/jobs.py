@@ -52,17 +52,17 @@ heal_job = define_asset_job(
 )
 features_job = define_asset_job(
     "features",
-    selection=(AssetSelection.groups("embed", "audio") | AssetSelection.assets("imputed_metadata", "track_moods"))
-    - _fetch,
+    selection=(AssetSelection.groups("embed", "audio")
+               | AssetSelection.assets("imputed_metadata", "tag_priors", "track_moods")) - _fetch,
     tags=CPU,
     description="Embed texts, extract audio features (local and already fetched audio), impute missing metadata "
-    "and audio features, compute track moods.",
+    "and audio features, compute track moods (the tag priors they read are reused unless their data changed).",
 )
 mood_models_job = define_asset_job(
     "mood_models",
     selection=AssetSelection.groups("mood") - AssetSelection.assets("track_moods"),
     tags=CPU,
-    description="Train the query-mood model and the audio-mood model.",
+    description="Train the query-mood model and the audio-mood model, learn the genre/tag mood priors.",
 )
 rebuild_indices_job = define_asset_job(
     "rebuild_indices",

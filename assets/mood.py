@@ -14,18 +14,25 @@ from pipelines.audio.acquire import extractor, feature_cache_name
 from pipelines.audio.cache import extract_with_cache
 from pipelines.audio.extract import EXTRACT_VERSION
 from pipelines.audio.features import FEATURE_COLUMNS
+from pipelines.errors import UnavailableError
 from pipelines.mood import labels as moodlabels
+from pipelines.mood import priors as moodpriors
 from pipelines.mood.audio_model import fit_audio_mood_model
 from pipelines.mood.audio_mood import fit_store_audio_mood_model, reference_clips
 from pipelines.mood.backbone_features import TagPriorTable
-from pipelines.mood.lexicon import MoodLexicon
-from pipelines.mood.priors import tag_priors
+from pipelines.mood.lexicon import GLASGOW_FILE, VADER_FILE, MoodLexicon
+from pipelines.mood.priors import MTG_FILE, MUSICCAPS_FILE, TagPriors
 from pipelines.mood.query import QueryMoodModel
 from pipelines.mood.query_training import train_query_mood_model
-from pipelines.mood.tags import scorer_for
+from pipelines.mood.tags import MOODTHEME_FILE, scorer_for
 from pipelines.mood.tracks import track_moods as mood_of_tracks
 from pipelines.mood.word_mood import choose_tag_priors, selection_markdown
-from pipelines.store import DATA_DIR, atomic_path, read_model
+from pipelines.store import DATA_DIR, StoreLayout, atomic_path, read_model
+
+TAG_PRIORS_MODEL = "tag_priors"
+# Every shipped file the priors are learned from: the word norms (lexicon and tag scorer), the
+# MTG-Jamendo tags and mood/theme vocabulary, the MusicCaps aspects.
+TAG_PRIOR_DATA = (f"text/{GLASGOW_FILE}", f"text/{VADER_FILE}", MTG_FILE, MOODTHEME_FILE, MUSICCAPS_FILE)
 
 
 @asset(group_name="mood", compute_kind="scikit-learn", code_version="1")
@@ -57,6 +64,51 @@ def query_mood_model(
     flat = {k: v for k, v in metrics.items() if isinstance(v, (int, float, str))}
     flat.update({f"cv_{k}": float(v) for k, v in metrics["cv_full"].items()})
     return MaterializeResult(metadata={**flat, "metrics": MetadataValue.json(metrics)})
+
+
+# The code version: raise it when the priors' code (pipelines.mood.priors, lexicon, tags) changes them.
+@asset(group_name="mood", compute_kind="numpy", code_version="1")
+@reuses_model(artifact=lambda layout: layout.model(TAG_PRIORS_MODEL), data=TAG_PRIOR_DATA)
+def tag_priors(context: AssetExecutionContext, store: StoreResource) -> MaterializeResult:
+    """Genre, instrument and tempo word → mood: co-occurrence priors learned from the shipped tagged
+    corpora (MTG-Jamendo genres/instruments × mood/theme tags, MusicCaps aspects; mood words read
+    through the word norms, ``pipelines.mood.priors``), with their artist-disjoint CV reliability,
+    cross-corpus transfer and artist intra-class correlation. Independent of the crawl: learned once
+    and reused while its code and shipped data are unchanged (``assets.modelcache``); ``track_moods``
+    and ``learned_ranker`` read the stored priors.
+    """
+    # Word-norm moods of the mood tags (not the query-mood model): as reliable by the priors'
+    # artist-disjoint CV (r 0.31 / 0.29 vs 0.30 / 0.31), and seconds instead of minutes.
+    priors = moodpriors.tag_priors(lexicon=MoodLexicon.from_files(data_dir=DATA_DIR), data_dir=DATA_DIR)
+    path = store.layout().model(TAG_PRIORS_MODEL)
+    with atomic_path(path, ".joblib") as tmp:
+        joblib.dump(priors, tmp)
+    return MaterializeResult(metadata={
+        "priors": len(priors.priors),
+        "prior_items": MetadataValue.json(priors.items),
+        "prior_cv_r": MetadataValue.json([round(x, 4) for x in priors.reliability]),
+        "prior_transfer_r": MetadataValue.json([round(x, 4) for x in priors.transfer]),
+        "artist_icc": MetadataValue.json([round(x, 4) for x in priors.artist_icc]),
+        "spread": MetadataValue.json([round(x, 4) for x in priors.spread]),
+        "path": MetadataValue.path(str(path)),
+    })
+
+
+def stored_tag_priors(layout: StoreLayout) -> TagPriors:
+    """The priors the ``tag_priors`` asset stored; UnavailableError, naming that asset, when they are
+    missing or unreadable."""
+    path = layout.model(TAG_PRIORS_MODEL)
+    try:
+        priors = read_model(path)
+    except Exception as e:  # missing, truncated, or pickled by an incompatible release
+        raise UnavailableError(
+            f"no readable tag priors at {path} ({type(e).__name__}: {e}): materialize the tag_priors asset first"
+        ) from e
+    if not isinstance(priors, TagPriors):
+        raise UnavailableError(
+            f"{path} holds a {type(priors).__name__}, not tag priors: materialize the tag_priors asset again"
+        )
+    return priors
 
 
 @asset(
@@ -222,7 +274,7 @@ def _scatter(df: pl.DataFrame):
 @asset(
     group_name="mood",
     deps=["audio_features_imputed", "text_embeddings", "music_tracks", "imputed_metadata", "query_mood_model",
-          "audio_mood_model"],
+          "audio_mood_model", "tag_priors"],
     compute_kind="numpy",
     code_version="1",
 )
@@ -234,8 +286,8 @@ def track_moods(context: AssetExecutionContext, store: StoreResource) -> Materia
       discounted by the imputation confidence);
     - text: the query-mood model on the track's text where it has free text (title, observed
       description, vibe text), pooled with the word-norm moods of its observed crawl tags;
-    - genre: co-occurrence priors of its genres and of its tags the norms cannot rate
-      (``pipelines.mood.priors``, MTG-Jamendo and MusicCaps; imputed genres count by their
+    - genre: co-occurrence priors of its genres and of its tags the norms cannot rate (the stored
+      ``tag_priors``, MTG-Jamendo and MusicCaps; imputed genres count by their
       imputation confidence, imputed tags less), weighted by how well they carry across corpora;
     - artist: the mean mood of the artist's other tracks, with empirical-Bayes shrinkage confidence
       from the MTG-Jamendo intra-artist correlation.
@@ -245,9 +297,7 @@ def track_moods(context: AssetExecutionContext, store: StoreResource) -> Materia
     layout = store.layout()
     table, vectors = store.text_embeddings()
     lexicon = MoodLexicon.from_files(data_dir=DATA_DIR)
-    # Word-norm moods of the mood tags (not the query-mood model): as reliable by the priors'
-    # artist-disjoint CV (r 0.31 / 0.29 vs 0.30 / 0.31), and seconds instead of minutes.
-    priors = tag_priors(lexicon=lexicon, data_dir=DATA_DIR)
+    priors = stored_tag_priors(layout)
     result = mood_of_tracks(
         text_table=table,
         vectors=vectors,
@@ -268,10 +318,7 @@ def track_moods(context: AssetExecutionContext, store: StoreResource) -> Materia
             "evidence": counts_md(result.evidence, key="evidence", value="tracks"),
             **{f"evidence_{k}": v for k, v in result.evidence.items()},
             **result.agreement,
-            "prior_cv_r": MetadataValue.json([round(x, 4) for x in priors.reliability]),
-            "prior_transfer_r": MetadataValue.json([round(x, 4) for x in priors.transfer]),
-            "artist_icc": MetadataValue.json([round(x, 4) for x in priors.artist_icc]),
-            "prior_items": MetadataValue.json(priors.items),
+            "tag_priors": len(priors.priors),  # their reliability figures: the tag_priors asset
             "mean_confidence": round(float(moods.get_column(S.MOOD_CONFIDENCE).mean() or 0.0), 4),
             "scatter": png_md(_scatter(moods.filter(pl.col(S.MOOD_SOURCE).is_not_null()))),
         }

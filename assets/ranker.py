@@ -6,6 +6,7 @@ import numpy as np
 import polars as pl
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
+from assets.mood import stored_tag_priors
 from assets.publish import serving_tracks
 from assets.resources import StoreResource
 from pipelines import schema as S
@@ -14,7 +15,6 @@ from pipelines.heal.textdoc import add_text_docs
 from pipelines.index.version import normalise_tracks
 from pipelines.mood import labels as moodlabels
 from pipelines.mood.lexicon import EMOBANK_FILE, MoodLexicon, resolve_open_file
-from pipelines.mood.priors import tag_priors
 from pipelines.mood.query import QueryMoodModel
 from pipelines.mood.tags import scorer_for
 from pipelines.mood.tracks import track_moods
@@ -103,6 +103,7 @@ def ranker_examples(store: StoreResource) -> tuple[Examples | None, int]:
         return None, len(pool.rows)
     encoder = CachedEncoder(layout)
     text_model = QueryMoodModel.load(layout.model("query_mood"))
+    priors, audio_model = stored_tag_priors(layout), read_model(layout.model("audio_mood"))
     music = store.load("music_tracks").select(S.TRACK_ID, S.TITLE, S.ARTIST, S.GENRE, S.DESCRIPTION, S.VIBE_TEXT)
     ids = tracks[S.TRACK_ID]
 
@@ -122,8 +123,8 @@ def ranker_examples(store: StoreResource) -> tuple[Examples | None, int]:
         result = track_moods(
             text_table=pl.DataFrame({S.TRACK_ID: tid, S.TEXT_DOC: docs, "has_text": [bool(d) for d in docs]}),
             vectors=vectors, audio=store.load("audio_features_imputed"), tags=held_tags,
-            audio_model=read_model(layout.model("audio_mood")), text_model=text_model, scorer=scorer,
-            metadata=metadata, priors=tag_priors(lexicon=lexicon, data_dir=DATA_DIR),
+            audio_model=audio_model, text_model=text_model, scorer=scorer,
+            metadata=metadata, priors=priors,
         )
         return pl.DataFrame({S.TRACK_ID: tid}).join(result.moods, on=S.TRACK_ID, how="left")
 
@@ -148,8 +149,8 @@ def ranker_examples(store: StoreResource) -> tuple[Examples | None, int]:
 
 @asset(
     group_name="rank",
-    deps=["query_mood_model", "audio_mood_model", "track_moods", "text_embeddings", "imputed_metadata",
-          "audio_features_imputed", "audio_index", "music_tracks"],
+    deps=["query_mood_model", "audio_mood_model", "tag_priors", "track_moods", "text_embeddings",
+          "imputed_metadata", "audio_features_imputed", "audio_index", "music_tracks"],
     compute_kind="xgboost",
     code_version="1",
 )

@@ -24,7 +24,7 @@ from bench.linkfarm import HostFarm
 from pipelines.store import DATA_DIR, REPO_ROOT, StoreLayout
 
 # Crawl-independent models: built by the warm-up run, not by the timed crawl builds.
-MODEL_ASSETS = ("emopia_audio", "query_mood_model", "audio_mood_model", "music_classifier")
+MODEL_ASSETS = ("emopia_audio", "query_mood_model", "audio_mood_model", "music_classifier", "tag_priors")
 # rows_out: the asset's own table, else the first of these metadata counts (summed over shard runs).
 ROW_KEYS = ("tracks", "ntotal", "checks_made", "tracks_without_local_audio", "labelled_tracks", "clips", "trained")
 LIVE_HOSTS, LIVE_OCTET, DEAD_OCTET = 4, 60, 70

@@ -78,7 +78,7 @@ def test_every_asset_and_check_reads_well_in_the_ui() -> None:
 JOB_ASSETS = {
     "heal": {"raw_tracks", "track_link_status", "music_tracks", "imputed_metadata"},
     "features": {"text_embeddings", "audio_features", "imputed_metadata", "audio_features_imputed", "track_moods"},
-    "mood_models": {"query_mood_model", "audio_mood_model"},
+    "mood_models": {"query_mood_model", "audio_mood_model", "tag_priors"},
     "rebuild_indices": {"text_index", "audio_index", "mood_index", "published_store"},
     "evaluate": {"evaluation_report"},
     "recheck_links": {"link_checks", "track_link_status"},
@@ -262,6 +262,7 @@ ASSETS = {
     "published_store": ("publish", False),
     "query_mood_model": ("mood", False),
     "raw_tracks": ("ingest", False),
+    "tag_priors": ("mood", False),
     "text_embeddings": ("embed", False),
     "text_index": ("index", False),
     "track_link_status": ("heal", False),
@@ -270,10 +271,8 @@ ASSETS = {
 CPU, NETWORK = {"moodscape/resource": "cpu"}, {"moodscape/resource": "network"}
 JOBS = {
     "evaluate": ({"evaluation_report"}, {}),
-    "features": (
-        {"audio_features", "audio_features_imputed", "imputed_metadata", "text_embeddings", "track_moods"},
-        CPU,
-    ),
+    "features": ({"audio_features", "audio_features_imputed", "imputed_metadata", "tag_priors", "text_embeddings",
+                  "track_moods"}, CPU),
     "heal": (
         {"emopia_audio", "imputed_metadata", "music_classifier", "music_tracks", "raw_tracks", "track_link_status"},
         NETWORK,
@@ -281,7 +280,7 @@ JOBS = {
     "ingest_batch": ({"crawl_batch"}, {}),
     "fetch_audio": ({"audio_fetch"}, NETWORK),
     "materialize_everything": (set(ASSETS) - {"crawl_batch", "link_checks", "audio_fetch"}, CPU),
-    "mood_models": ({"audio_mood_model", "query_mood_model"}, CPU),
+    "mood_models": ({"audio_mood_model", "query_mood_model", "tag_priors"}, CPU),
     "rebuild_indices": ({"audio_index", "mood_index", "published_store", "text_index"}, CPU),
     "recheck_links": ({"link_checks", "track_link_status"}, NETWORK),
 }
@@ -300,6 +299,7 @@ PARENTS = {
         "imputed_metadata",
         "music_tracks",
         "query_mood_model",
+        "tag_priors",
         "text_embeddings",
         "track_moods",
     },
@@ -315,7 +315,7 @@ PARENTS = {
     "text_index": {"text_embeddings"},
     "track_link_status": {"link_checks", "raw_tracks"},
     "track_moods": {"audio_features_imputed", "audio_mood_model", "imputed_metadata", "music_tracks",
-                    "query_mood_model", "text_embeddings"},
+                    "query_mood_model", "tag_priors", "text_embeddings"},
 }
 
 

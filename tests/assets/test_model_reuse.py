@@ -1,6 +1,7 @@
 """Models that do not depend on the crawl are reused by fingerprint: a crawl rebuild does not retrain
 them; a new code version or new training data does."""
 
+import joblib
 import polars as pl
 import pytest
 from dagster import DagsterInstance, MaterializeResult, MetadataValue
@@ -8,12 +9,16 @@ from dagster._core.definitions.data_version import StaleStatus
 from dagster._utils.test.data_versions import get_stale_status_resolver
 
 from assets.modelcache import ContentHashes, ModelCache, fingerprint
+from assets.mood import stored_tag_priors
+from pipelines.errors import UnavailableError
 from pipelines.heal import democorpus
+from pipelines.mood.priors import TagPrior, TagPriors
 from pipelines.store import DATA_DIR, StoreLayout
 
-MODELS = {"emopia_audio", "music_classifier", "query_mood_model", "audio_mood_model"}
+MODELS = {"emopia_audio", "music_classifier", "query_mood_model", "audio_mood_model", "tag_priors"}
 MODEL_FILES = {
     "music_classifier": "music_classifier", "query_mood_model": "query_mood", "audio_mood_model": "audio_mood",
+    "tag_priors": "tag_priors",
 }
 
 
@@ -49,6 +54,24 @@ def test_fingerprint_follows_file_content_and_the_model_file(tmp_path) -> None:
     # a replaced model file is not reused under the old fingerprint
     model.write_bytes(b"other weights")
     assert ModelCache(layout, "m", model, first, hashes).reuse("r4") is None
+
+
+def test_stored_tag_priors_are_read_back_and_a_missing_or_foreign_file_names_the_asset(tmp_path) -> None:
+    layout = StoreLayout(tmp_path / "store")
+    with pytest.raises(UnavailableError, match="materialize the tag_priors asset"):
+        stored_tag_priors(layout)
+    path = layout.model("tag_priors")
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"not a pickle")
+    with pytest.raises(UnavailableError, match="materialize the tag_priors asset"):
+        stored_tag_priors(layout)
+    joblib.dump({"rock": 1}, path)
+    with pytest.raises(UnavailableError, match="holds a dict, not tag priors"):
+        stored_tag_priors(layout)
+    priors = TagPriors(priors={"metal": TagPrior(valence=-0.2, arousal=0.6, confidence=0.8, support=100)},
+                       mean=(0.1, 0.0), items={"mtg_jamendo": 100, "musiccaps": 0}, reliability=(0.3, 0.3))
+    joblib.dump(priors, path)
+    assert stored_tag_priors(layout) == priors and stored_tag_priors(layout).lookup("Metal").arousal == 0.6
 
 
 def _crawl(n: int) -> pl.DataFrame:
